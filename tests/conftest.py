@@ -1,0 +1,42 @@
+"""Shared fixtures: the `tiny` landing zone, its training dataset and a trained tiny run.
+
+Session-scoped and built once: every stage's tests reuse the same small, seeded artefacts.
+Heavy imports live inside the fixtures so collecting tests stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TINY_SEED = 0
+
+
+@pytest.fixture(scope="session")
+def tiny_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `tiny` preset landing zone (with _truth/ and _onboard/ beside the tables)."""
+    from features.simulator import simulate
+
+    out = tmp_path_factory.mktemp("tiny") / "logs"
+    simulate("tiny", seed=TINY_SEED, out=out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tiny_logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """train/validation/test parquet built from the tiny landing zone."""
+    from models.dataset import build_dataset
+
+    out = tmp_path_factory.mktemp("tiny_dataset")
+    build_dataset(tiny_logs, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DACDR run trained on the tiny dataset (CPU, seeded)."""
+    from models.train import train
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    return train(tiny_dataset, out, model="dacdr", device="cpu", seed=TINY_SEED)
