@@ -17,15 +17,35 @@ import pyarrow.parquet as pq
 
 from features import contract as C
 
+_TZ_SUFFIX = r"(Z|z|[+-]\d{2}:?\d{2})$"
+
+
+def _parse_csv_timestamps(col: pa.ChunkedArray, source: str, name: str) -> pa.ChunkedArray:
+    """ISO strings to UTC timestamps: values with a zone offset keep it, naive values are UTC."""
+    has_tz = pc.match_substring_regex(col, _TZ_SUFFIX)
+    try:
+        aware = pc.if_else(has_tz, col, pa.scalar(None, pa.string())).cast(C.TIMESTAMP)
+        naive = pc.if_else(has_tz, pa.scalar(None, pa.string()), col).cast(pa.timestamp("us"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise C.ContractError(f"{source}: column {name} holds values that are not timestamps: {exc}") from exc
+    return pc.coalesce(aware, pc.assume_timezone(naive, "UTC"))
+
 
 def _read_file(path: Path, table: str) -> pa.Table:
     """Read one parquet/csv file as-is; ContractError naming the file when it cannot be read."""
     try:
         if path.suffix.lower() == ".csv":
             schema = C.SCHEMAS[table]
-            types = {f.name: f.type for f in schema}
+            # timestamps are read as text and parsed below: CSV may mix naive (=UTC) and offset values
+            types = {f.name: (pa.string() if pa.types.is_timestamp(f.type) else f.type) for f in schema}
             opts = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
-            return pacsv.read_csv(path, convert_options=opts)
+            tbl = pacsv.read_csv(path, convert_options=opts)
+            for f in schema:
+                if pa.types.is_timestamp(f.type) and f.name in tbl.column_names:
+                    idx = tbl.column_names.index(f.name)
+                    parsed = _parse_csv_timestamps(tbl.column(idx), str(path), f.name)
+                    tbl = tbl.set_column(idx, f.name, parsed)
+            return tbl
         return pq.read_table(path)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         raise C.ContractError(f"{path}: unreadable {table} file: {exc}") from exc
@@ -107,3 +127,128 @@ def atomic_dir(target: Path | str) -> Iterator[Path]:
     os.replace(tmp, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole-landing-zone contract check
+# ---------------------------------------------------------------------------------------------
+
+
+def _fail_if(mask: pa.ChunkedArray | pa.Array, source: str, problem: str, values: pa.ChunkedArray) -> None:
+    """Raise ContractError naming `source`, `problem` and a few offending values when any of `mask`."""
+    mask = pc.fill_null(mask, True)
+    n_bad = pc.sum(pc.cast(mask, pa.int64())).as_py() or 0
+    if n_bad:
+        sample = pc.unique(values.filter(mask)).slice(0, 5).to_pylist()
+        raise C.ContractError(f"{source}: {problem} ({n_bad} row(s), e.g. {sample})")
+
+
+def _check_file(tbl: pa.Table, table: str, part: C.Partition) -> None:
+    """Row-level rules of one contract-typed file: keys not null, enums, names, day partition."""
+    src = str(part.path)
+    for name in C.KEY_COLUMNS[table]:
+        nulls = tbl.column(name).null_count
+        if nulls:
+            raise C.ContractError(f"{src}: {table}.{name} has {nulls} null value(s); it is a key column")
+    if C.DOMAIN in tbl.column_names:
+        dom = tbl.column(C.DOMAIN)
+        _fail_if(
+            pc.invert(pc.match_substring_regex(dom, C.DOMAIN_NAME_PATTERN)),
+            src,
+            f"{table}.{C.DOMAIN} has names not matching {C.DOMAIN_NAME_PATTERN}",
+            dom,
+        )
+    if table == C.BEHAVIORS:
+        beh = tbl.column(C.BEHAVIOR)
+        _fail_if(
+            pc.invert(pc.is_in(beh, pa.array(C.BEHAVIOR_TYPES))),
+            src,
+            f"behaviors.{C.BEHAVIOR} not in {list(C.BEHAVIOR_TYPES)}",
+            beh,
+        )
+    if table == C.DOMAINS:
+        for name, allowed in ((C.ROLE, C.ROLES), (C.TASK, C.TASKS)):
+            col = tbl.column(name)
+            _fail_if(
+                pc.invert(pc.is_in(col, pa.array(allowed))),
+                src,
+                f"domains.{name} not in {list(allowed)}",
+                col,
+            )
+    if table in C.EVENT_TABLES and part.dt is not None:
+        days = pc.strftime(tbl.column(C.EVENT_TIME), format="%Y-%m-%d", locale="C")
+        _fail_if(pc.not_equal(days, part.dt), src, f"{C.EVENT_TIME} outside its partition dt={part.dt}", days)
+
+
+def _read_checked(root: Path, table: str) -> pa.Table:
+    """Read and row-check every file of one table; ContractError naming the first bad file."""
+    parts = C.list_partitions(root, table)
+    if not parts:
+        raise C.ContractError(f"{root}/{table}: no parquet or csv files for table {table!r}")
+    tables = []
+    for part in parts:
+        tbl = conform(_read_file(part.path, table), table, str(part.path))
+        _check_file(tbl, table, part)
+        tables.append(tbl)
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except pa.ArrowInvalid as exc:
+        raise C.ContractError(f"{root}/{table}: files disagree on schema: {exc}") from exc
+
+
+def check_contract(root: Path | str, tables: tuple[str, ...] = C.TABLES) -> dict[str, int]:
+    """Read every file of `tables` under `root` and check the contract; returns rows per table.
+
+    Raises ContractError naming the file (or table) and the problem: unreadable file, missing column,
+    wrong type, null key, bad enum or domain name, event outside its day partition, duplicate domain,
+    an event whose domain is not in the domains table (or has the wrong role), a label outside its
+    task's range, an item missing from the items table. Cross-table rules run when both tables are
+    in `tables` (e.g. an onboarding zone holds only impressions and domains).
+    """
+    root = Path(root)
+    data = {t: _read_checked(root, t) for t in tables}
+    if C.DOMAINS in data:
+        dom = data[C.DOMAINS]
+        names = dom.column(C.DOMAIN)
+        if len(pc.unique(names)) != len(names):
+            counts = pc.value_counts(names).to_pylist()
+            dups = [c["values"] for c in counts if c["counts"] > 1]
+            raise C.ContractError(f"{root}/{C.DOMAINS}: domain(s) listed more than once: {dups}")
+        roles = dict(zip(names.to_pylist(), dom.column(C.ROLE).to_pylist(), strict=True))
+        tasks = dict(zip(names.to_pylist(), dom.column(C.TASK).to_pylist(), strict=True))
+        for table, role in ((C.IMPRESSIONS, C.ROLE_TARGET), (C.BEHAVIORS, None)):
+            if table not in data:
+                continue
+            used = pc.unique(data[table].column(C.DOMAIN)).to_pylist()
+            unknown = sorted(d for d in used if d not in roles)
+            if unknown:
+                raise C.ContractError(f"{root}/{table}: domain(s) {unknown} are not in the domains table")
+            wrong = sorted(d for d in used if role is not None and roles[d] != role)
+            if wrong:
+                raise C.ContractError(f"{root}/{table}: domain(s) {wrong} have role != {role!r}")
+        if C.IMPRESSIONS in data:
+            imp = data[C.IMPRESSIONS]
+            for name, task in tasks.items():
+                rows = imp.filter(pc.equal(imp.column(C.DOMAIN), name))
+                label = rows.column(C.LABEL)
+                if task == C.TASK_CTR:
+                    bad = pc.invert(pc.is_in(label, pa.array([0.0, 1.0])))
+                    problem = f"labels of ctr domain {name!r} must be 0 or 1"
+                else:
+                    bad = pc.or_(pc.less(label, C.RATING_MIN), pc.greater(label, C.RATING_MAX))
+                    problem = f"labels of rating domain {name!r} must lie in [{C.RATING_MIN}, {C.RATING_MAX}]"
+                _fail_if(bad, f"{root}/{C.IMPRESSIONS}", problem, label)
+    if C.ITEMS in data:
+        items = data[C.ITEMS].column(C.ITEM_ID)
+        if len(pc.unique(items)) != len(items):
+            raise C.ContractError(f"{root}/{C.ITEMS}: item_id is not unique")
+        for table in C.EVENT_TABLES:
+            if table in data:
+                ids = data[table].column(C.ITEM_ID)
+                _fail_if(
+                    pc.invert(pc.is_in(ids, items)),
+                    f"{root}/{table}",
+                    f"{C.ITEM_ID} values missing from the {C.ITEMS} table",
+                    ids,
+                )
+    return {t: tbl.num_rows for t, tbl in data.items()}
