@@ -1,0 +1,62 @@
+"""Feast file sources: the parquet files `features.store.build` writes under a repo's data folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from feast import FileSource
+
+from features import contract as C
+
+# Timestamp column of the dimension tables (items, domains): they hold from the start of time,
+# so every impression, however old, finds its row in a point-in-time join.
+VALID_FROM = "valid_from"
+
+# file names under the data folder (one parquet file per feature view)
+USER_SEQUENCES_FILE = "user_sequences.parquet"
+USER_ACTIVITY_FILE = "user_activity.parquet"
+ITEMS_FILE = "items.parquet"
+DOMAINS_FILE = "domains.parquet"
+DATA_FILES: tuple[str, ...] = (USER_SEQUENCES_FILE, USER_ACTIVITY_FILE, ITEMS_FILE, DOMAINS_FILE)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The batch sources of every feature view (absolute parquet paths)."""
+
+    user_sequences: FileSource
+    user_activity: FileSource
+    items: FileSource
+    domains: FileSource
+
+
+def make_sources(data_dir: Path) -> Sources:
+    """File sources reading `data_dir`'s parquet files (made absolute: the duckdb store reads paths as-is)."""
+    data_dir = Path(data_dir).resolve()
+    return Sources(
+        user_sequences=FileSource(
+            name="user_sequences_source",
+            path=str(data_dir / USER_SEQUENCES_FILE),
+            timestamp_field=C.SNAPSHOT_TIME,
+            description="Daily per-user snapshots of source-domain behaviour sequences.",
+        ),
+        user_activity=FileSource(
+            name="user_activity_source",
+            path=str(data_dir / USER_ACTIVITY_FILE),
+            timestamp_field=C.SNAPSHOT_TIME,
+            description="Daily per-user source-domain activity statistics.",
+        ),
+        items=FileSource(
+            name="items_source",
+            path=str(data_dir / ITEMS_FILE),
+            timestamp_field=VALID_FROM,
+            description="Item side info (dimension table).",
+        ),
+        domains=FileSource(
+            name="domains_source",
+            path=str(data_dir / DOMAINS_FILE),
+            timestamp_field=VALID_FROM,
+            description="Domain features, role and task (dimension table).",
+        ),
+    )
