@@ -1,7 +1,71 @@
-"""CLI commands of this stage (merged into `dacdr` by dacdr/cli.py)."""
+"""CLI of the logs stage: simulate, import amazon, check-logs (merged into `dacdr` by dacdr/cli.py)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import typer
 
 app = typer.Typer()
+import_app = typer.Typer(help="Import public data sets into the log contract.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@app.command("simulate")
+def simulate_cmd(
+    preset: str = typer.Option("tiny", help="Size preset: tiny (tests), demo (main job) or bench."),
+    seed: int = typer.Option(0, help="Random seed; same seed, same bytes."),
+    out: Path = typer.Option(..., help="Landing-zone folder to write (replaced atomically)."),
+    n_targets: int = typer.Option(3, help="Number of target domains (1-5)."),
+) -> None:
+    """Simulate a multi-domain landing zone (source funnel, sparse target domains, onboarding domain)."""
+    from features.contract import ContractError
+    from features.simulator import simulate, summary_dict
+
+    try:
+        summary = simulate(preset, seed=seed, out=out, n_targets=n_targets)
+    except (ValueError, ContractError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps(summary_dict(summary), indent=1))
+
+
+@import_app.command("amazon")
+def import_amazon_cmd(
+    source: Path = typer.Option(..., help="Source-category file (2014/2018 ratings CSV, 5-core JSON lines)."),
+    target: Path = typer.Option(..., help="Target-category file, same formats."),
+    out: Path = typer.Option(..., help="Landing-zone folder to write (nothing is written on error)."),
+) -> None:
+    """Import Amazon review ratings: source category -> behaviors (rate), target -> impressions (rating)."""
+    from dataclasses import asdict
+
+    from features.contract import ContractError
+    from features.importers import import_amazon
+
+    try:
+        summary = import_amazon(source, target, out)
+    except ContractError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps({**asdict(summary), "out": str(summary.out)}, indent=1))
+
+
+@app.command("check-logs")
+def check_logs_cmd(
+    root: Path = typer.Argument(..., help="Landing-zone folder to check."),
+    tables: str = typer.Option(
+        "impressions,behaviors,items,domains",
+        help="Comma-separated tables to check (onboarding zone: a subset).",
+    ),
+) -> None:
+    """Check a landing zone against the log contract; exit 1 naming the first bad file and problem."""
+    from features.contract import ContractError
+    from features.io import check_contract
+
+    try:
+        rows = check_contract(root, tuple(t.strip() for t in tables.split(",") if t.strip()))
+    except (ContractError, KeyError) as exc:
+        typer.echo(f"contract violation: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(rows))
