@@ -1,0 +1,439 @@
+"""Validate one day of the landing zone with Great Expectations: curated rows, quarantined rows
+(with the failing rule names), GX Data Docs and a JSON summary.
+
+Row-level rules (suites.row_rules) are computed as vectorised masks; GX validates the masks and
+the row counts, and its results decide what is accepted. Table-level failures (schema, empty or
+unreadable files, row-count anomalies, a bad domains table) raise ValidationFailed before
+anything reaches the curated zone. See docs/data-quality.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from features import contract as C
+from features import suites as S
+from features.io import atomic_dir, conform, write_table
+
+REASON = "reason"
+REASON_SEP = ";"
+CURATED, QUARANTINE, REPORTS, DATA_DOCS = "curated", "quarantine", "reports", "data_docs"
+DIMENSION_TABLES: tuple[str, ...] = (C.DOMAINS, C.ITEMS)
+_DOCS_SITE = "dacdr"
+_DT_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_INT_TEXT = r"^\s*[+-]?\d{1,18}\s*$"  # int64-safe integers; "1.5" or "abc" are unparsable
+_FLOAT_TEXT = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+
+
+class ValidationFailed(Exception):
+    """A table-level failure: the day is rejected and the curated zone is left untouched."""
+
+    def __init__(self, table: str, source: str, expectation: str, detail: str) -> None:
+        """Keep the parts so callers and tests can inspect them; the message names all of them."""
+        self.table, self.source, self.expectation, self.detail = table, source, expectation, detail
+        super().__init__(f"{table} ({source}): expectation {expectation!r} failed: {detail}")
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Knobs of a validation run."""
+
+    count_bounds: S.CountBounds = field(default_factory=S.CountBounds)
+    data_docs: bool = True  # render GX Data Docs (about a second per run; tests of many faults skip it)
+
+
+@dataclass
+class TableSummary:
+    """Row accounting of one table: accepted + quarantined == read."""
+
+    read: int
+    accepted: int
+    quarantined: int
+    failures: dict[str, int]  # failing rule -> failing rows
+    row_count_limits: tuple[int, int | None] | None = None
+
+
+@dataclass
+class ValidationSummary:
+    """What `validate_day` did: per-table counts, where the outputs and the Data Docs are."""
+
+    dt: str
+    status: str  # "ok" or "failed"
+    tables: dict[str, TableSummary]
+    data_docs: str | None
+    report: str
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of the summary."""
+        return asdict(self)
+
+    def render(self) -> str:
+        """A short human-readable summary."""
+        lines = [f"validate dt={self.dt}: {self.status}"]
+        for name, t in self.tables.items():
+            fails = ", ".join(f"{k}={v}" for k, v in sorted(t.failures.items())) or "-"
+            lines.append(
+                f"  {name:<12} read={t.read} accepted={t.accepted} "
+                f"quarantined={t.quarantined} failing: {fails}"
+            )
+        if self.error:
+            lines.append(f"  error: {self.error}")
+        lines.append(f"  data docs: {self.data_docs}")
+        lines.append(f"  report: {self.report}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading: schema (table-level) and per-value parsing (row-level for CSV)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Batch:
+    """A contract-typed table plus, per column, which rows held an unparsable raw value."""
+
+    table: pa.Table
+    unparsable: dict[str, np.ndarray]
+
+
+def _parse_text(col: pa.ChunkedArray, typ: pa.DataType) -> tuple[pa.ChunkedArray, np.ndarray]:
+    """Parse CSV text to `typ`; unparsable values become null and are flagged (vectorised)."""
+    if pa.types.is_string(typ):
+        return col, np.zeros(len(col), bool)
+    if pa.types.is_timestamp(typ):
+        parsed = pd.to_datetime(col.to_pandas(), utc=True, errors="coerce", format="ISO8601")
+        out = pa.chunked_array([pa.array(parsed, type=typ, from_pandas=True)])
+    else:
+        pattern = _INT_TEXT if pa.types.is_integer(typ) else _FLOAT_TEXT
+        ok = pc.fill_null(pc.match_substring_regex(col, pattern), False)
+        out = pc.cast(pc.utf8_trim_whitespace(pc.if_else(ok, col, pa.scalar(None, pa.string()))), typ)
+    bad = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), bool) & ~np.asarray(
+        out.is_valid().to_numpy(zero_copy_only=False), bool
+    )
+    return out, bad
+
+
+def _check_columns(names: list[str], table: str, source: str) -> None:
+    """Missing columns (and, except for domains' feature columns, extra ones) fail the table."""
+    expected = C.columns(table)
+    missing = [c for c in expected if c not in names]
+    extra = [] if table == C.DOMAINS else [c for c in names if c not in expected]
+    if missing or extra:
+        raise ValidationFailed(
+            table,
+            source,
+            S.COLUMNS_MATCH_CONTRACT,
+            f"missing column(s) {missing}, unexpected column(s) {extra}",
+        )
+
+
+def _read_file(path: Path, table: str) -> _Batch:
+    """Read one landing file into a contract-typed batch; ValidationFailed for table-level problems."""
+    source = str(path)
+    if path.stat().st_size == 0:
+        raise ValidationFailed(table, source, S.FILE_NOT_EMPTY, "the file is empty (0 bytes)")
+    is_csv = path.suffix.lower() == ".csv"
+    try:
+        if is_csv:
+            # every column as text: values are parsed below, so one bad cell quarantines one row
+            text = {name: pa.string() for name in C.columns(table)}
+            opts = pacsv.ConvertOptions(column_types=text, strings_can_be_null=True)
+            raw = pacsv.read_csv(path, convert_options=opts)
+        else:
+            raw = pq.read_table(path)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        raise ValidationFailed(
+            table, source, S.FILE_READABLE, f"unreadable or truncated file: {exc}"
+        ) from exc
+    _check_columns(raw.column_names, table, source)
+    if raw.num_rows == 0:
+        raise ValidationFailed(table, source, S.FILE_NOT_EMPTY, "the file has no rows")
+    arrays, fields, unparsable = [], [], {}
+    for f in C.SCHEMAS[table]:
+        col = raw.column(f.name)
+        if is_csv:
+            col, bad = _parse_text(col, f.type)
+            if bad.any():
+                unparsable[f.name] = bad
+        else:
+            try:
+                if pa.types.is_timestamp(f.type) and pa.types.is_timestamp(col.type) and col.type.tz is None:
+                    col = pc.assume_timezone(col, "UTC")  # naive timestamps are UTC by contract
+                col = col.cast(f.type, safe=True)  # lossless casts only (int32 -> int64 is fine, 1.5 is not)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                raise ValidationFailed(
+                    table,
+                    source,
+                    S.COLUMN_TYPES_MATCH_CONTRACT,
+                    f"column {f.name} has type {col.type}, expected {f.type}",
+                ) from exc
+        arrays.append(col)
+        fields.append(pa.field(f.name, f.type, nullable=True))
+    if table == C.DOMAINS:  # the extra columns are the domain features: kept, as strings
+        for name in C.domain_feature_columns(raw.column_names):
+            arrays.append(raw.column(name).cast(pa.string()))
+            fields.append(pa.field(name, pa.string()))
+    return _Batch(pa.Table.from_arrays(arrays, schema=pa.schema(fields)), unparsable)
+
+
+def _read_batch(root: Path, table: str, dt: str | None) -> _Batch:
+    """Read and concatenate every landing file of a table (one day for event tables)."""
+    parts = C.list_partitions(root, table, dt)
+    if not parts:
+        where = f"{root}/{table}" + (f"/dt={dt}" if dt else "")
+        raise ValidationFailed(table, where, S.TABLE_PRESENT, "no parquet or csv files")
+    batches = [_read_file(p.path, table) for p in parts]
+    try:
+        tbl = pa.concat_tables([b.table for b in batches], promote_options="permissive")
+    except pa.ArrowInvalid as exc:  # domains files with different feature columns that cannot merge
+        raise ValidationFailed(
+            table, f"{root}/{table}", S.COLUMNS_MATCH_CONTRACT, f"files disagree: {exc}"
+        ) from exc
+    unparsable: dict[str, np.ndarray] = {}
+    for col in {c for b in batches for c in b.unparsable}:
+        unparsable[col] = np.concatenate(
+            [b.unparsable.get(col, np.zeros(b.table.num_rows, bool)) for b in batches]
+        )
+    return _Batch(tbl.combine_chunks(), unparsable)
+
+
+# ---------------------------------------------------------------------------------------------
+# Great Expectations
+# ---------------------------------------------------------------------------------------------
+
+
+class _Gx:
+    """One ephemeral GX context per run, rendering Data Docs into OUT/data_docs."""
+
+    def __init__(self, docs_dir: Path) -> None:
+        """Create the context and point its only Data Docs site at `docs_dir`."""
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self._gx = gx
+        self.ctx = gx.get_context(mode="ephemeral")
+        self.ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+        for site in list(self.ctx.list_data_docs_sites()):
+            self.ctx.delete_data_docs_site(site)
+        self.ctx.add_data_docs_site(
+            _DOCS_SITE,
+            {
+                "class_name": "SiteBuilder",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(docs_dir),
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
+        self.source = self.ctx.data_sources.add_pandas("dacdr")
+        self.docs_dir = docs_dir
+
+    def validate(self, table: str, dt: str, fails: pd.DataFrame, suite: Any) -> dict[str, dict[str, Any]]:
+        """Run `suite` over the failure columns (a ValidationDefinition); per rule: success, observed."""
+        gx = self._gx
+        asset = self.source.add_dataframe_asset(table)
+        batch_def = asset.add_batch_definition_whole_dataframe(f"{table}-dt={dt}")
+        suite = self.ctx.suites.add(suite)
+        vdef = self.ctx.validation_definitions.add(
+            gx.ValidationDefinition(name=table, data=batch_def, suite=suite)
+        )
+        # a ValidationDefinition run stores its result in the context, so Data Docs render it later;
+        # (a Checkpoint around it adds ~0.25 s of bookkeeping per table and nothing we use)
+        from great_expectations.core.run_identifier import RunIdentifier
+
+        run_id = RunIdentifier(run_name=f"dt={dt}", run_time=datetime.now(UTC))
+        result = vdef.run(batch_parameters={"dataframe": fails}, result_format="BASIC", run_id=run_id)
+        out: dict[str, dict[str, Any]] = {}
+        for r in result.results:
+            if r.exception_info and r.exception_info.get("raised_exception"):
+                raise RuntimeError(f"GX could not evaluate {r.expectation_config.type}: {r.exception_info}")
+            meta = r.expectation_config.meta or {}
+            out[meta[S.META_RULE]] = {
+                "success": bool(r.success),
+                "observed_value": r.result.get("observed_value"),
+                "level": meta[S.META_LEVEL],
+            }
+        return out
+
+    def build_docs(self) -> str:
+        """Render the Data Docs of every validation of this run; returns the index page path."""
+        self.ctx.build_data_docs(site_names=[_DOCS_SITE])
+        return self.index()
+
+    def index(self) -> str:
+        """Path of the Data Docs index page."""
+        return str(self.docs_dir / "index.html")
+
+
+# ---------------------------------------------------------------------------------------------
+# the day
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Outcome:
+    """The verdict on one table: accepted rows, quarantined rows (with reason) and the summary."""
+
+    accepted: pa.Table
+    quarantined: pa.Table
+    summary: TableSummary
+    table_failures: list[tuple[str, str]]  # (rule, detail) of failed table-level expectations
+
+
+def _reasons(masks: dict[str, np.ndarray], failed: list[str], bad_idx: np.ndarray) -> pa.Array:
+    """The `reason` of each quarantined row: the names of the rules it fails, joined by ';'."""
+    reason = pd.Series([""] * len(bad_idx), dtype=object)
+    for name in failed:
+        fails = ~masks[name][bad_idx]
+        reason = reason.where(~fails, reason + name + REASON_SEP)
+    return pa.array(reason.str.rstrip(REASON_SEP), pa.string())
+
+
+def _judge(
+    gxr: _Gx, table: str, dt: str, batch: _Batch, ctx: S.RuleContext, limits: tuple[int, int | None] | None
+) -> _Outcome:
+    """Evaluate the rule masks, let GX validate them, and split the batch by GX's verdict."""
+    rules = S.row_rules(table)
+    ctx = replace(ctx, unparsable=batch.unparsable)
+    masks = S.evaluate_rules(batch.table, rules, ctx)
+    fails = pd.DataFrame({name: (~m).view(np.uint8) for name, m in masks.items()}, copy=False)
+    results = gxr.validate(table, dt, fails, S.build_suite(table, rules, limits))
+    levels = {r.name: r.level for r in rules}
+    failed_rows: list[str] = []
+    table_failures: list[tuple[str, str]] = []
+    failures: dict[str, int] = {}
+    for name, res in results.items():
+        if res["success"]:
+            continue
+        if name == S.ROW_COUNT_IN_BOUNDS:
+            table_failures.append((name, f"{res['observed_value']} rows, allowed {list(limits or ())}"))
+            continue
+        n_bad = int(res["observed_value"])  # GX's count of failing rows decides; the mask locates them
+        failures[name] = n_bad
+        if levels[name] == S.TABLE:
+            table_failures.append(
+                (name, f"{n_bad} row(s) fail: {next(r.description for r in rules if r.name == name)}")
+            )
+        else:
+            failed_rows.append(name)
+    ok = np.ones(batch.table.num_rows, bool)
+    for name in failed_rows:
+        ok &= masks[name]
+    bad_idx = np.flatnonzero(~ok)
+    accepted = batch.table.filter(pa.array(ok)) if len(bad_idx) else batch.table
+    quarantined = batch.table.take(pa.array(bad_idx, pa.int64())).append_column(
+        REASON, _reasons(masks, failed_rows, bad_idx)
+    )
+    summary = TableSummary(batch.table.num_rows, accepted.num_rows, quarantined.num_rows, failures, limits)
+    return _Outcome(accepted, quarantined, summary, table_failures)
+
+
+def _history(out: Path, dt: str, table: str, window: int) -> list[int]:
+    """Rows read of `table` on the up-to-`window` latest accepted days before `dt` (oldest first)."""
+    days: list[tuple[str, int]] = []
+    for path in sorted((out / REPORTS).glob("dt=*.json")):
+        day = path.stem.removeprefix("dt=")
+        if day >= dt:
+            continue
+        rep = json.loads(path.read_text())
+        if rep.get("status") == "ok" and table in rep.get("tables", {}):
+            days.append((day, int(rep["tables"][table]["read"])))
+    return [n for _, n in days[-window:]] if window > 0 else []
+
+
+def _fail(
+    summary_tables: dict[str, TableSummary], dt: str, out: Path, docs: str | None, exc: ValidationFailed
+) -> ValidationFailed:
+    """Write the failed run's report (never the curated zone) and return the exception to raise."""
+    report = out / REPORTS / f"dt={dt}.json"
+    summary = ValidationSummary(dt, "failed", summary_tables, docs, str(report), str(exc))
+    report.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(report, summary.to_json())
+    return exc
+
+
+def _write_json(path: Path, obj: dict[str, Any]) -> None:
+    """Write JSON atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.replace(path)
+
+
+def _write_zone(root: Path, table: str, dt: str | None, tbl: pa.Table) -> None:
+    """Replace one partition folder (or a dimension table's folder) with `tbl`, atomically."""
+    target = root / table / f"dt={dt}" if dt is not None else root / table
+    with atomic_dir(target) as tmp:
+        write_table(tbl, tmp / "part-0.parquet")
+
+
+def validate_day(
+    logs: Path, dt: str, out: Path, now: datetime | None = None, config: ValidationConfig | None = None
+) -> ValidationSummary:
+    """Validate day `dt` of the landing zone `logs` into `out` (curated/, quarantine/, reports/, data_docs/).
+
+    Raises ValidationFailed (curated zone untouched) on a table-level failure.
+    """
+    logs, out = Path(logs), Path(out)
+    config = config or ValidationConfig()
+    if not _DT_FORMAT.match(dt):
+        raise ValueError(f"dt must be YYYY-MM-DD, got {dt!r}")
+    day_start = datetime.strptime(dt, "%Y-%m-%d").replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (UTC)")
+    out.mkdir(parents=True, exist_ok=True)
+    gxr = _Gx(out / DATA_DOCS)
+    tables: dict[str, TableSummary] = {}
+    outcomes: dict[str, _Outcome] = {}
+    ctx = S.RuleContext(dt=dt, day_start=day_start, day_end=day_start + timedelta(days=1), now=now)
+    try:
+        # dimension tables first: the event tables' rules look items and domains up
+        for table in (C.DOMAINS, C.ITEMS, *C.EVENT_TABLES):
+            batch = _read_batch(logs, table, dt if table in C.EVENT_TABLES else None)
+            limits = None
+            if table in C.EVENT_TABLES:
+                hist = _history(out, dt, table, config.count_bounds.window)
+                limits = S.count_limits(hist, config.count_bounds)
+            res = _judge(gxr, table, dt, batch, ctx, limits)
+            outcomes[table], tables[table] = res, res.summary
+            if res.table_failures:
+                rule, detail = res.table_failures[0]
+                more = "; ".join(f"{r}: {d}" for r, d in res.table_failures[1:])
+                raise ValidationFailed(
+                    table, f"{logs}/{table}", rule, detail + (f" (also {more})" if more else "")
+                )
+            if table == C.DOMAINS:
+                d = res.accepted
+                tasks = dict(zip(d[C.DOMAIN].to_pylist(), d[C.TASK].to_pylist(), strict=True))
+                ctx = replace(ctx, domain_tasks=tasks)
+            elif table == C.ITEMS:
+                ctx = replace(ctx, item_ids=res.accepted.column(C.ITEM_ID).combine_chunks())
+    except ValidationFailed as exc:
+        docs = gxr.build_docs() if config.data_docs else None
+        raise _fail(tables, dt, out, docs, exc) from None
+    # every table passed its table-level expectations: publish (each folder swapped atomically)
+    for table, res in outcomes.items():
+        day = dt if table in C.EVENT_TABLES else None
+        # curated rows carry exactly the contract schema (keys non-nullable), like any landing zone
+        _write_zone(out / CURATED, table, day, conform(res.accepted, table, f"curated {table}"))
+        _write_zone(out / QUARANTINE, table, dt, res.quarantined)
+    docs = gxr.build_docs() if config.data_docs else None
+    report = out / REPORTS / f"dt={dt}.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    summary = ValidationSummary(dt, "ok", tables, docs, str(report))
+    _write_json(report, summary.to_json())
+    return summary
