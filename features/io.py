@@ -36,8 +36,9 @@ def _read_file(path: Path, table: str) -> pa.Table:
     try:
         if path.suffix.lower() == ".csv":
             schema = C.SCHEMAS[table]
-            # timestamps are read as text and parsed below: CSV may mix naive (=UTC) and offset values
-            types = {f.name: (pa.string() if pa.types.is_timestamp(f.type) else f.type) for f in schema}
+            # contract columns are read as text: conform() casts them and names the bad column, and
+            # timestamps are parsed below because CSV may mix naive (=UTC) and offset values
+            types = dict.fromkeys(schema.names, pa.string())
             opts = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
             tbl = pacsv.read_csv(path, convert_options=opts)
             for f in schema:
