@@ -136,6 +136,42 @@ def _to_us(col: pa.ChunkedArray | pa.Array, name: str) -> pa.ChunkedArray | pa.A
     return pc.cast(pc.cast(col, pa.timestamp(col.type.unit)), pa.timestamp("us"), safe=False).cast(pa.int64())
 
 
+def _np(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A null-free arrow column as a numpy array."""
+    return col.to_numpy() if isinstance(col, pa.Array) else col.combine_chunks().to_numpy()
+
+
+def _asof(left_u: np.ndarray, left_t: np.ndarray, right_u: np.ndarray, right_t: np.ndarray) -> np.ndarray:
+    """For each left (u, t): index of the right row with the same u and the latest right_t <= t, else -1."""
+    n_right = len(right_u)
+    u = np.concatenate([right_u, left_u])
+    t = np.concatenate([right_t, left_t])
+    # at equal (u, t) right rows sort first, so `right_t <= t` (not <) matches
+    kind = np.concatenate([np.zeros(n_right, np.int8), np.ones(len(left_u), np.int8)])
+    idx = np.concatenate([np.arange(n_right), np.arange(len(left_u))])
+    order = np.lexsort((idx, kind, t, u))
+    u, kind, idx = u[order], kind[order], idx[order]
+    pos = np.arange(len(order))
+    last_right = np.maximum.accumulate(np.where(kind == 0, pos, -1))
+    safe = np.maximum(last_right, 0)
+    hit = (last_right >= 0) & (u[safe] == u)
+    found = np.where(hit, idx[safe], -1)
+    out = np.empty(len(left_u), np.int64)
+    is_left = kind == 1
+    out[idx[is_left]] = found[is_left]
+    return out
+
+
+def _gather_lists(values: np.ndarray, start: np.ndarray, size: np.ndarray) -> pa.ListArray:
+    """list<int64> whose i-th list is values[start[i] : start[i] + size[i]] (vectorised gather)."""
+    offsets = np.zeros(len(size) + 1, np.int64)
+    np.cumsum(size, out=offsets[1:])
+    if offsets[-1] > np.iinfo(np.int32).max:
+        raise ValueError("sequence column exceeds 2**31 elements; build snapshots for fewer users at a time")
+    idx = np.repeat(start - offsets[:-1], size) + np.arange(offsets[-1])
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values[idx]))
+
+
 def sequence_snapshots(
     behaviors: pa.Table, items: pa.Table, domains: pa.Table, max_len: int = DEFAULT_MAX_LEN
 ) -> pa.Table:
@@ -144,9 +180,7 @@ def sequence_snapshots(
     Returns a pyarrow Table with snapshot_schema(): user_id, snapshot_time (UTC midnight), then
     seq_<behavior>_<field> list<int64> columns, sorted by (user_id, snapshot_time).
     """
-    import duckdb
-
-    if not isinstance(max_len, int) or max_len < 1:
+    if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1:
         raise ValueError(f"max_len must be a positive int, got {max_len!r}")
     behaviors = io.conform(behaviors, C.BEHAVIORS, "behaviors")
     items = io.conform(items, C.ITEMS, "items")
@@ -161,59 +195,54 @@ def sequence_snapshots(
         raise C.ContractError(
             f"behaviors has unknown behavior type(s) {sorted(unknown)}; known: {C.BEHAVIOR_TYPES}"
         )
+    if behaviors.num_rows == 0:
+        return snapshot_schema().empty_table()
 
-    beh = pa.table(
-        {
-            "u": behaviors[C.USER_ID],
-            "bt": behaviors[C.BEHAVIOR],
-            "t": _to_us(behaviors[C.EVENT_TIME], C.EVENT_TIME),
-            "i": behaviors[C.ITEM_ID],
-        }
-    )
-    side = pa.table({"i": items[C.ITEM_ID], **{f"f_{c}": items[c] for c in C.SIDE_INFO}})
-    con = duckdb.connect()
-    try:
-        con.register("beh", beh)
-        con.register("side", side)
-        side_sel = ", ".join(f"coalesce(s.f_{c}, {RESERVED_ID}) AS f_{c}" for c in C.SIDE_INFO)
-        # rn: 1-based position in the user's stream of one behaviour type, in (time, item) order.
-        con.execute(
-            f"""CREATE TEMP TABLE ev AS
-            SELECT b.u, b.bt, b.t, b.i, {side_sel},
-                   row_number() OVER (PARTITION BY b.u, b.bt ORDER BY b.t, b.i) AS rn
-            FROM beh b LEFT JOIN side s ON b.i = s.i"""
-        )
-        field_expr = {C.ITEM_ID: "i", C.EVENT_TIME: "t", **{c: f"f_{c}" for c in C.SIDE_INFO}}
-        lists = ", ".join(f"list({e} ORDER BY rn) AS l_{f}" for f, e in field_expr.items())
-        con.execute(f"CREATE TEMP TABLE lists AS SELECT u, bt, {lists} FROM ev GROUP BY u, bt")
-        # c = number of events before the next midnight = max rn of the day (ranks are time-ordered).
-        con.execute(
-            f"""CREATE TEMP TABLE daily AS
-            SELECT u, bt, t - ((t % {_DAY_US}) + {_DAY_US}) % {_DAY_US} + {_DAY_US} AS snap, max(rn) AS c
-            FROM ev GROUP BY ALL"""
-        )
-        con.execute("DROP TABLE ev")
-        con.execute("CREATE TEMP TABLE snaps AS SELECT DISTINCT u, snap FROM daily")
-        selects, joins = [], []
-        for k, b in enumerate(C.BEHAVIOR_TYPES):
-            joins.append(
-                f"ASOF LEFT JOIN (SELECT u, snap, c FROM daily WHERE bt = '{b}') d{k}"
-                f" ON s.u = d{k}.u AND s.snap >= d{k}.snap"
-                f" LEFT JOIN (SELECT * FROM lists WHERE bt = '{b}') l{k} ON s.u = l{k}.u"
-            )
-            for f in C.SEQ_FIELDS:
-                selects.append(
-                    f"coalesce(list_slice(l{k}.l_{f}, greatest(d{k}.c - {max_len}, 0) + 1, d{k}.c),"
-                    f" []::BIGINT[]) AS \"{C.seq_col(b, f)}\""
-                )
-        sql = (
-            f"SELECT s.u, s.snap, {', '.join(selects)} FROM snaps s {' '.join(joins)} ORDER BY s.u, s.snap"
-        )
-        res = con.sql(sql).to_arrow_table()
-    finally:
-        con.close()
-    arrays = [res["u"], res["snap"].cast(C.TIMESTAMP)]
-    arrays += [res[c].cast(SEQUENCE_TYPE) for c in sequence_columns()]
+    u = _np(behaviors[C.USER_ID])
+    t = _np(_to_us(behaviors[C.EVENT_TIME], C.EVENT_TIME))
+    item = _np(behaviors[C.ITEM_ID])
+    bt = _np(pc.index_in(behaviors[C.BEHAVIOR], value_set=pa.array(C.BEHAVIOR_TYPES)))
+    # side info by item lookup; unknown item or null side info -> RESERVED_ID
+    item_pos = pc.index_in(behaviors[C.ITEM_ID], value_set=items[C.ITEM_ID])
+    fields = {C.ITEM_ID: item, C.EVENT_TIME: t}
+    for c in C.SIDE_INFO:
+        fields[c] = _np(pc.fill_null(pc.take(items[c], item_pos), RESERVED_ID))
+
+    # one stream per (user, behaviour type), in (time, item) order: the tie-break is item_id
+    order = np.lexsort((item, t, bt, u))
+    u, t, bt = u[order], t[order], bt[order]
+    fields = {f: fields[f][order] for f in C.SEQ_FIELDS}
+    n = len(order)
+    pos = np.arange(n)
+    new_stream = np.ones(n, bool)
+    new_stream[1:] = (u[1:] != u[:-1]) | (bt[1:] != bt[:-1])
+    stream_start = np.maximum.accumulate(np.where(new_stream, pos, 0))
+    day = t // _DAY_US  # numpy floor division: correct before 1970 too
+    # the last event of each (user, type, day): the stream's length at the next midnight ends there
+    last = np.ones(n, bool)
+    last[:-1] = new_stream[1:] | (day[1:] != day[:-1])
+    d_pos = np.flatnonzero(last)
+    d_u, d_bt, d_snap = u[d_pos], bt[d_pos], day[d_pos] + 1
+    d_end, d_start = d_pos + 1, stream_start[d_pos]
+
+    # a snapshot at midnight D for every user with any source behaviour on day D-1
+    s_order = np.lexsort((d_snap, d_u))
+    s_u, s_snap = d_u[s_order], d_snap[s_order]
+    first = np.ones(len(s_u), bool)
+    first[1:] = (s_u[1:] != s_u[:-1]) | (s_snap[1:] != s_snap[:-1])
+    s_u, s_snap = s_u[first], s_snap[first]
+
+    arrays: list[pa.Array] = [pa.array(s_u), pa.array(s_snap * _DAY_US).cast(C.TIMESTAMP)]
+    for k in range(len(C.BEHAVIOR_TYPES)):
+        mine = np.flatnonzero(d_bt == k)
+        j = _asof(s_u, s_snap, d_u[mine], d_snap[mine])
+        if len(mine) == 0:  # nobody has this behaviour type: all lists empty
+            end = start = np.zeros(len(s_u), np.int64)
+        else:
+            jj = mine[np.maximum(j, 0)]
+            end = np.where(j >= 0, d_end[jj], 0)
+            start = np.where(j >= 0, np.maximum(d_start[jj], end - max_len), 0)
+        arrays += [_gather_lists(fields[f], start, end - start) for f in C.SEQ_FIELDS]
     return pa.Table.from_arrays(arrays, schema=snapshot_schema())
 
 
@@ -223,7 +252,6 @@ def attach_sequences(rows: pa.Table | pd.DataFrame, snapshots: pa.Table) -> pa.T
     Rows with no such snapshot get empty lists; no row is dropped or reordered. Returns the same
     type as `rows` (pandas: sequence columns as pd.ArrowDtype(list<int64>), index kept).
     """
-    import duckdb
     import pandas as pd
 
     is_pandas = isinstance(rows, pd.DataFrame)
@@ -246,37 +274,21 @@ def attach_sequences(rows: pa.Table | pd.DataFrame, snapshots: pa.Table) -> pa.T
             "snapshots have duplicate (user_id, snapshot_time) rows; the as-of join needs unique keys"
         )
 
-    keys = pa.table(
-        {
-            _ROW: pa.array(np.arange(tbl.num_rows, dtype=np.int64)),
-            "u": tbl[C.USER_ID].cast(pa.int64()),
-            "t": _to_us(tbl[C.EVENT_TIME], C.EVENT_TIME),
-        }
+    j = _asof(
+        _np(tbl[C.USER_ID].cast(pa.int64())),
+        _np(_to_us(tbl[C.EVENT_TIME], C.EVENT_TIME)),
+        _np(snapshots[C.USER_ID].cast(pa.int64())),
+        _np(_to_us(snapshots[C.SNAPSHOT_TIME], C.SNAPSHOT_TIME)),
     )
-    snaps = pa.table(
-        {
-            "u": snapshots[C.USER_ID],
-            "snap": _to_us(snapshots[C.SNAPSHOT_TIME], C.SNAPSHOT_TIME),
-            **{c: snapshots[c] for c in sequence_columns()},
-        }
-    )
-    sel = ", ".join(f'coalesce(s."{c}", []::BIGINT[]) AS "{c}"' for c in sequence_columns())
-    con = duckdb.connect()
-    try:
-        con.register("k", keys)
-        con.register("snaps", snaps)
-        res = con.sql(
-            f"SELECT k.{_ROW}, {sel} FROM k ASOF LEFT JOIN snaps s"
-            f" ON k.u = s.u AND k.t >= s.snap ORDER BY k.{_ROW}"
-        ).to_arrow_table()
-    finally:
-        con.close()
-    seqs = {c: res[c].cast(SEQUENCE_TYPE) for c in sequence_columns()}
+    # rows without a snapshot point at one appended all-empty row
+    seqs = normalize_sequences(snapshots.select(sequence_columns()))
+    seqs = pa.concat_tables([seqs.cast(_seq_schema()), empty_sequences(1)]).combine_chunks()
+    seqs = seqs.take(pa.array(np.where(j >= 0, j, snapshots.num_rows)))
     if is_pandas:
         out = rows.copy()
-        for c, arr in seqs.items():
-            out[c] = pd.Series(pd.arrays.ArrowExtensionArray(arr), index=rows.index)
+        for c in sequence_columns():
+            out[c] = pd.Series(pd.arrays.ArrowExtensionArray(seqs[c]), index=rows.index)
         return out
-    for c, arr in seqs.items():
-        tbl = tbl.append_column(pa.field(c, SEQUENCE_TYPE, nullable=False), arr)
+    for c in sequence_columns():
+        tbl = tbl.append_column(pa.field(c, SEQUENCE_TYPE, nullable=False), seqs[c])
     return tbl

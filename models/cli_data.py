@@ -2,6 +2,43 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer()
+
+
+@app.command("build-dataset")
+def build_dataset_cmd(
+    logs: Path = typer.Option(..., "--logs", help="Landing (or curated) zone root to read."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder for train/validation/test.parquet + manifest.json."
+    ),
+    max_len: int = typer.Option(50, "--max-len", min=1, help="Keep the last N source behaviours per type."),
+    test_days: int = typer.Option(
+        1, "--test-days", min=1, help="Number of last days used as the test split."
+    ),
+    val_days: int = typer.Option(
+        1, "--val-days", min=0, help="Number of days before test used for validation."
+    ),
+    base_logs: Path | None = typer.Option(
+        None, "--base-logs", help="Main zone supplying behaviors/items/source domain for an onboarding zone."
+    ),
+) -> None:
+    """Build the training table (one row per target impression) and write its time-based splits."""
+    import json
+
+    from features.contract import ContractError
+    from models.dataset import MANIFEST, build_dataset
+
+    try:
+        path = build_dataset(
+            logs, out, max_len=max_len, test_days=test_days, val_days=val_days, base_logs=base_logs
+        )
+    except (ContractError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    manifest = json.loads((path / MANIFEST).read_text())
+    rows = ", ".join(f"{k}={v}" for k, v in manifest["rows"].items())
+    typer.echo(f"wrote {path}: {rows}")
