@@ -2,6 +2,34 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer()
+
+
+@app.command("validate")
+def validate(
+    logs: Path = typer.Option(..., "--logs", help="Landing zone root (<table>/dt=YYYY-MM-DD/*.parquet|csv)."),
+    dt: str = typer.Option(..., "--dt", help="The day to validate, YYYY-MM-DD."),
+    out: Path = typer.Option(..., "--out", help="Output root: curated/, quarantine/, reports/, data_docs/."),
+    count_low: float = typer.Option(0.2, help="Fail if the day's rows < this x the median of previous days."),
+    count_high: float = typer.Option(5.0, help="Fail if the day's rows > this x the median of previous days."),
+    count_window: int = typer.Option(7, help="How many previous accepted days make that median."),
+    data_docs: bool = typer.Option(True, help="Render Great Expectations Data Docs under OUT/data_docs."),
+) -> None:
+    """Validate one day with Great Expectations: good rows to curated/, bad rows to quarantine/."""
+    from features.suites import CountBounds
+    from features.validation import ValidationConfig, ValidationFailed, validate_day
+
+    config = ValidationConfig(CountBounds(count_low, count_high, count_window), data_docs=data_docs)
+    try:
+        summary = validate_day(logs, dt, out, config=config)
+    except ValidationFailed as exc:
+        typer.echo(f"validation of {dt} FAILED (nothing written to {out}/curated): {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    except ValueError as exc:  # a malformed --dt
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(summary.render())

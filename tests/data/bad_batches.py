@@ -144,7 +144,8 @@ def _set_values(
         for r in rows:
             df.at[r, col] = value
         tbl = pa.Table.from_pandas(df, preserve_index=False)
-        pq.write_table(tbl.cast(good[table].schema), _path(root, table))
+        nullable = pa.schema([f.with_nullable(True) for f in good[table].schema])  # nulls are a fault here
+        pq.write_table(tbl.cast(nullable), _path(root, table))
         return rows
 
     return apply
