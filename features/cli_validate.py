@@ -15,7 +15,7 @@ def validate(
     dt: str = typer.Option(..., "--dt", help="The day to validate, YYYY-MM-DD."),
     out: Path = typer.Option(..., "--out", help="Output root: curated/, quarantine/, reports/, data_docs/."),
     count_low: float = typer.Option(0.2, help="Fail if the day's rows < this x the median of previous days."),
-    count_high: float = typer.Option(5.0, help="Fail if the day's rows > this x the median of previous days."),
+    count_high: float = typer.Option(5.0, help="Fail if the day's rows > this x that median."),
     count_window: int = typer.Option(7, help="How many previous accepted days make that median."),
     data_docs: bool = typer.Option(True, help="Render Great Expectations Data Docs under OUT/data_docs."),
 ) -> None:

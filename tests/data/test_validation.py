@@ -31,7 +31,11 @@ def _snapshot(root: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file under root (empty when root does not exist)."""
     if not root.exists():
         return {}
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
 
 
 def _out_day(out: Path, zone: str, table: str) -> pa.Table:
@@ -168,7 +172,9 @@ def test_rerun_replaces_the_day_and_failed_rerun_keeps_it(tmp_path: Path, good: 
     assert _snapshot(out / "curated") == before
 
 
-def test_count_bounds_are_configurable(tmp_path: Path, good: dict[str, pa.Table], history: tuple[Path, Path]) -> None:
+def test_count_bounds_are_configurable(
+    tmp_path: Path, good: dict[str, pa.Table], history: tuple[Path, Path]
+) -> None:
     """A 6x spike fails under the default [0.2x, 5x] bounds and passes under [0.2x, 10x]."""
     logs, out = tmp_path / "logs", tmp_path / "out"
     shutil.copytree(history[0], logs)
