@@ -35,6 +35,8 @@ def configure_environment(workdir: Path, verbose: bool) -> None:
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+    # Prefect creates PREFECT_HOME without parents; a fresh workdir needs it made first
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -82,12 +84,18 @@ def pipeline_cmd(
         "", help="run training as this Prefect deployment (e.g. train-step/train-gpu) instead of in-process"
     ),
     smoke: bool = typer.Option(True, help="serve one domain and send it a real ranking request at the end"),
+    epochs: int = typer.Option(10, help="training epochs of the base model and of each fine-tune"),
     verbose: bool = typer.Option(False, help="show Prefect's INFO logs"),
 ) -> None:
     """The main job: simulate, validate, build features, train, package, roll out, onboard, serve once."""
     if preset not in PRESETS:
         raise typer.BadParameter(f"must be one of {list(PRESETS)}, got {preset!r}", param_hint="--preset")
     configure_environment(workdir, verbose)
+    if not verbose:
+        import warnings
+
+        # third-party deprecation chatter (ibis, feast) would bury the stage progress lines
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
     from flows.pipeline import pipeline
 
     summary = pipeline(
@@ -97,6 +105,7 @@ def pipeline_cmd(
         device=device,
         gpu_deployment=gpu_deployment or None,
         smoke=smoke,
+        epochs=epochs,
     )
     Path(summary["workdir"], "pipeline_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     typer.echo(format_summary(summary))

@@ -12,7 +12,7 @@ from flows.common import Layout
 from flows.featurize import features
 from flows.ingest import ingest
 from flows.package import package, rollout
-from flows.train import train
+from flows.train import DEFAULT_EPOCHS, train
 
 
 def default_day() -> str:
@@ -35,7 +35,7 @@ def daily(
     gpu_deployment: str | None = None,
     device: str = "auto",
     seed: int = 0,
-    epochs: int | None = None,
+    epochs: int = DEFAULT_EPOCHS,
 ) -> dict[str, Any]:
     """One day of production: validate `dt` (default yesterday), refresh features, maybe retrain.
 
@@ -63,6 +63,6 @@ def daily(
     if metrics_text is not None and (not released.is_file() or released.read_text() != metrics_text):
         metrics = json.loads(metrics_text)
         tags = package(workdir, domains=sorted(metrics))
-        result["rollout"] = rollout(workdir, tags=tags, aucs={d: float(m["auc"]) for d, m in metrics.items()})
+        result["rollout"] = rollout(workdir, tags=tags)
         released.write_text(metrics_text)
     return result

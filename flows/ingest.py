@@ -32,7 +32,7 @@ def report_table(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One artifact row per table: read / accepted / quarantined and the failing expectations."""
     rows = []
     for table, stats in report["tables"].items():
-        failing = stats.get("failing_expectations") or {}
+        failing = stats.get("failures") or {}
         rows.append(
             {
                 "table": table,

@@ -19,6 +19,7 @@ from features import contract as C
 from flows.common import Layout, retry_transient, use_bentoml_home
 from flows.featurize import apply_task, materialize_task, register_domains_task
 from flows.package import package_task, rollout_task
+from flows.train import DEFAULT_EPOCHS, evaluate_task
 
 
 class OnboardingError(ValueError):
@@ -150,7 +151,7 @@ def dataset_task(workdir: str, domain: str) -> str:
 
 
 @task
-def finetune_new_task(workdir: str, domain: str, data: str, device: str, seed: int) -> str:
+def finetune_new_task(workdir: str, domain: str, data: str, device: str, seed: int, epochs: int) -> str:
     """Fine-tune the current base model on the new domain's data (paper 3.5)."""
     from models.finetune import finetune
 
@@ -158,7 +159,7 @@ def finetune_new_task(workdir: str, domain: str, data: str, device: str, seed: i
 
     layout = Layout.of(workdir)
     with atomic_dir(layout.domain_run(domain)) as tmp:
-        finetune(layout.base_run, domain, Path(data), tmp, device=device, seed=seed)
+        finetune(layout.base_run, domain, Path(data), tmp, epochs=epochs, seed=seed, device=device)
     return str(layout.domain_run(domain))
 
 
@@ -171,13 +172,13 @@ def onboard_domain(
     task: str = C.TASK_CTR,
     device: str = "auto",
     seed: int = 0,
+    epochs: int = DEFAULT_EPOCHS,
 ) -> dict[str, Any]:
     """Onboard target domain `domain` from `landing_zone` (impressions + optionally its domains row).
 
     `features` are its domain-feature values (default: the zone's domains row); they must name
     exactly the main zone's domain features. Returns the holdout metrics and the rollout decision.
     """
-    from flows.train import evaluate_task
 
     layout = Layout.of(workdir)
     plan = check_request(domain, features, landing_zone, layout, task)
@@ -189,10 +190,10 @@ def onboard_domain(
     apply_task(str(layout.feast))
     materialize_task(str(layout.feast), None)
     data = dataset_task(str(layout.root), domain)
-    run = finetune_new_task(str(layout.root), domain, data, device, seed)
+    run = finetune_new_task(str(layout.root), domain, data, device, seed, epochs)
     metrics = evaluate_task(run, data, domain)
-    tags = package_task(str(layout.root), domain)
-    decision = rollout_task(str(layout.root), domain, tags["model"], float(metrics["auc"]))
+    tags = package_task(str(layout.root), domain, run, data)
+    decision = rollout_task(str(layout.root), domain, tags["model"], data)
     accepted = sum(r["tables"][C.IMPRESSIONS]["accepted"] for r in reports)
     quarantined = sum(r["tables"][C.IMPRESSIONS]["quarantined"] for r in reports)
     return {

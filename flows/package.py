@@ -2,52 +2,111 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, is_dataclass
+import hashlib
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.common import Layout, retry_transient, use_bentoml_home
 
 
+def _sha256(path: Path) -> str:
+    """Content hash of a file (checkpoints are a few MB)."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def stored_model_of(run: Path, domain: str) -> str | None:
+    """The tag of a `dacdr-<domain>` model already holding this run's checkpoint, if any.
+
+    Packaging the same run twice must not add a second, identical model version (idempotency).
+    """
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    from bento.packaging import CHECKPOINT_FILE, model_name
+
+    digest = _sha256(run / CHECKPOINT_FILE)
+    try:
+        models = bentoml.models.list(model_name(domain))
+    except NotFound:  # no version of this domain's model yet
+        return None
+    for model in models:
+        stored = Path(model.path_of(CHECKPOINT_FILE))
+        if stored.is_file() and _sha256(stored) == digest:
+            return str(model.tag)
+    return None
+
+
+def bento_of(model_tag: str, domain: str) -> str | None:
+    """The tag of a Bento `dacdr-<domain>` already built for `model_tag`, if any."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    from bento.packaging import model_name
+
+    try:
+        bentos = bentoml.bentos.list(model_name(domain))
+    except NotFound:  # no Bento of this domain yet
+        return None
+    for bento in bentos:
+        if bento.info.labels.get("model") == model_tag:
+            return str(bento.tag)
+    return None
+
+
 @task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_transient)
-def package_task(workdir: str, domain: str) -> dict[str, str]:
-    """Save one domain's fine-tuned run as `dacdr-<domain>` and build its Bento."""
+def package_task(workdir: str, domain: str, run: str, dataset: str) -> dict[str, str]:
+    """Save a run's checkpoint as `dacdr-<domain>` and build its Bento (reusing identical ones)."""
     from bento.packaging import build_bento, save_model
 
     layout = Layout.of(workdir)
-    model_tag = save_model(layout.domain_run(domain), domain)
-    bento_tag = build_bento(domain, str(model_tag), feast_repo=layout.feast)
-    return {"domain": domain, "model": str(model_tag), "bento": str(bento_tag)}
+    use_bentoml_home(layout)
+    model_tag = stored_model_of(Path(run), domain)
+    if model_tag is None:
+        model_tag = save_model(Path(run), domain, dataset_dir=Path(dataset))
+    bento_tag = bento_of(model_tag, domain) or build_bento(domain, model_tag, feast_repo=layout.feast)
+    return {"domain": domain, "model": model_tag, "bento": bento_tag}
 
 
 @task
-def rollout_task(workdir: str, domain: str, model_tag: str, auc: float) -> dict[str, Any]:
-    """Promote `model_tag` if its holdout AUC >= production's (first model always)."""
+def rollout_task(workdir: str, domain: str, model_tag: str, dataset: str) -> dict[str, Any]:
+    """Promote `model_tag` iff its AUC on the dataset's test day >= production's on the same rows."""
+    from bento.rollout import holdout_auc
     from bento.rollout import rollout as rollout_model
 
     use_bentoml_home(Layout.of(workdir))
-    decision = rollout_model(domain, model_tag, auc)
-    return asdict(decision) if is_dataclass(decision) else dict(decision)
+    decision = rollout_model(domain, model_tag, holdout_auc(Path(dataset), "test", domain))
+    create_markdown_artifact(
+        f"# Rollout of {model_tag}\n\n{decision.to_markdown()}",
+        key=f"rollout-{domain}".replace("_", "-"),
+        description=f"Rollout decision for {domain}",
+    )
+    return decision.to_dict()
 
 
 @flow(name="package")
 def package(workdir: str, domains: list[str]) -> list[dict[str, str]]:
-    """Save every domain's model to the BentoML model store and build its Bento `dacdr-<domain>`."""
-    use_bentoml_home(Layout.of(workdir))
-    tags = [package_task(workdir, d) for d in domains]
+    """Save every domain's fine-tuned model to the BentoML store and build its Bento `dacdr-<domain>`."""
+    layout = Layout.of(workdir)
+    use_bentoml_home(layout)
+    tags = [package_task(workdir, d, str(layout.domain_run(d)), str(layout.dataset)) for d in domains]
     create_table_artifact(tags, key="bentos", description="Models and Bentos built, per domain")
     return tags
 
 
 @flow(name="rollout")
-def rollout(workdir: str, tags: list[dict[str, str]], aucs: dict[str, float]) -> list[dict[str, Any]]:
-    """Roll out each packaged model on its holdout AUC (the previous production model stays for rollback)."""
-    use_bentoml_home(Layout.of(workdir))
-    missing = sorted(t["domain"] for t in tags if t["domain"] not in aucs)
-    if missing:
-        raise ValueError(f"no holdout AUC for {missing}: run the train flow (or pass aucs) first")
-    decisions = [rollout_task(workdir, t["domain"], t["model"], float(aucs[t["domain"]])) for t in tags]
-    create_table_artifact(decisions, key="rollout-decisions", description="Promote / keep per domain")
+def rollout(workdir: str, tags: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Roll out each packaged model on the shared holdout (previous production model kept for rollback)."""
+    layout = Layout.of(workdir)
+    use_bentoml_home(layout)
+    decisions = [rollout_task(workdir, t["domain"], t["model"], str(layout.dataset)) for t in tags]
+    keys = ("domain", "action", "candidate", "production", "previous", "reason")
+    rows = [{k: d[k] for k in keys} for d in decisions]
+    create_table_artifact(rows, key="rollout-decisions", description="Promote / keep per domain")
     return decisions

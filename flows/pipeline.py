@@ -23,7 +23,7 @@ from flows.featurize import features
 from flows.ingest import ingest
 from flows.onboard import onboard_domain
 from flows.package import package, rollout
-from flows.train import train
+from flows.train import DEFAULT_EPOCHS, train
 
 
 @dataclass
@@ -77,17 +77,76 @@ def smoke_query(curated_or_zone: Path, domain: str, day: str, max_items: int = 2
     return {C.USER_ID: int(req.column(C.USER_ID)[0].as_py()), "item_ids": [int(i) for i in items]}
 
 
-@task
-def smoke_request_task(workdir: str, domain: str, query: dict[str, Any]) -> dict[str, Any]:
-    """Start `domain`'s Bento on a free loopback port, POST /rank, return the answer, stop it."""
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(bento_tag: str, feast_repo: Path, log: Path, startup_timeout: float = 180.0) -> Iterator[str]:
+    """Run `bentoml serve <bento_tag>` on a free loopback port until the block ends; yields its URL.
+
+    The server's output goes to `log` (a pipe nobody drains could stall it).
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+
     import httpx
 
-    from bento.packaging import serve_domain
+    port = free_port()
+    from bento.rollout import bentoml_home
+
+    # the server must read the store this process wrote to (BentoML fixes its home on first use)
+    env = {**os.environ, "DACDR_FEAST_REPO": str(feast_repo), "BENTOML_HOME": str(bentoml_home())}
+    cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", "127.0.0.1", "--port", str(port)]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sink = log.open("wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"`{' '.join(cmd)}` exited with {proc.returncode} (log {log}):\n{tail}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass  # not listening yet
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{bento_tag} not ready on {url} after {startup_timeout:.0f}s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        # the server forks workers: stop the whole process group we started
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        sink.close()
+
+
+@task
+def smoke_request_task(workdir: str, bento_tag: str, query: dict[str, Any]) -> dict[str, Any]:
+    """Start a domain's Bento on a free loopback port, POST /rank, return the answer, stop it."""
+    import httpx
 
     layout = Layout.of(workdir)
-    with serve_domain(domain, feast_repo=layout.feast) as base_url:
-        response = httpx.post(f"{base_url}/rank", json=query, timeout=60)
-        response.raise_for_status()
+    log = layout.root / "serve" / f"{bento_tag.replace(':', '-')}.log"
+    with serving(bento_tag, layout.feast, log) as url:
+        response = httpx.post(f"{url}/rank", json=query, timeout=60)
+        if response.status_code != 200:
+            raise RuntimeError(f"POST {url}/rank answered {response.status_code}: {response.text[:500]}")
         return response.json()
 
 
@@ -110,6 +169,7 @@ def pipeline(
     device: str = "auto",
     gpu_deployment: str | None = None,
     smoke: bool = True,
+    epochs: int = DEFAULT_EPOCHS,
 ) -> dict[str, Any]:
     """The main job end to end; returns the summary (also printed by `dacdr pipeline`)."""
     layout = Layout.of(workdir)
@@ -127,25 +187,25 @@ def pipeline(
         end = (date.fromisoformat(days[-1]) + timedelta(days=1)).isoformat()
         features(root, end=end)
     with clock.stage("train base + fine-tune per domain"):
-        metrics = train(root, gpu_deployment=gpu_deployment, device=device, seed=seed)
+        metrics = train(root, gpu_deployment=gpu_deployment, device=device, seed=seed, epochs=epochs)
     domains = sorted(metrics)
     with clock.stage("package Bentos"):
         tags = package(root, domains)
     with clock.stage("rollout"):
-        decisions = rollout(root, tags, {d: float(m["auc"]) for d, m in metrics.items()})
+        decisions = rollout(root, tags)
     onboard_name = sim["manifest"]["onboard"]
     zone = layout.logs / "_onboard" / onboard_name
     with clock.stage(f"onboard {onboard_name}"):
-        onboarded = onboard_domain(onboard_name, str(zone), root, seed=seed, device=device)
+        onboarded = onboard_domain(onboard_name, str(zone), root, device=device, seed=seed, epochs=epochs)
     metrics[onboard_name] = onboarded["metrics"]
     tags.append({k: onboarded[k] for k in ("domain", "model", "bento")})
     decisions.append(onboarded["rollout"])
     oracle = oracle_task(str(layout.logs), [*domains, onboard_name])
     answer = None
     if smoke:
-        with clock.stage(f"smoke request to dacdr-{domains[0]}"):
-            query = smoke_query(layout.curated, domains[0], days[-1])
-            answer = {"request": query, "response": smoke_request_task(root, domains[0], query)}
+        with clock.stage(f"smoke request to {tags[0]['bento']}"):
+            query = smoke_query(layout.curated, tags[0]["domain"], days[-1])
+            answer = {"request": query, "response": smoke_request_task(root, tags[0]["bento"], query)}
     return {
         "workdir": root,
         "preset": preset,

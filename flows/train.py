@@ -20,42 +20,41 @@ from prefect.artifacts import create_table_artifact
 from flows.common import GPU_DEPLOYMENT_ENV, Layout, retry_transient
 
 GPU_STEP_FLOW = "train-step"
+DEFAULT_EPOCHS = 10  # models.train.train's default; kept here so importing flows stays light
 
 
 @task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_transient)
 def training_table_task(workdir: str) -> dict[str, Any]:
-    """Build train/validation/test through Feast's point-in-time join; returns the manifest."""
-    from features.store import write_training_dataset
+    """Build train/validation/test from the curated zone (replaced atomically); returns the manifest."""
+    from models.dataset import build_dataset
 
     layout = Layout.of(workdir)
-    write_training_dataset(layout.feast, layout.curated, layout.dataset)
+    build_dataset(layout.curated, layout.dataset)
     return json.loads((layout.dataset / "manifest.json").read_text())
 
 
 @task
-def train_base_task(workdir: str, device: str, seed: int, epochs: int | None) -> str:
+def train_base_task(workdir: str, device: str, seed: int, epochs: int) -> str:
     """Train the base DACDR over every target domain (replaces the previous base run)."""
     from features.io import atomic_dir
     from models.train import train
 
     layout = Layout.of(workdir)
-    extra = {} if epochs is None else {"epochs": epochs}
     with atomic_dir(layout.base_run) as tmp:
-        train(layout.dataset, tmp, model="dacdr", device=device, seed=seed, **extra)
+        train(layout.dataset, tmp, model="dacdr", device=device, seed=seed, epochs=epochs, progress=False)
     return str(layout.base_run)
 
 
 @task
-def finetune_task(workdir: str, domain: str, device: str, seed: int, epochs: int | None) -> str:
+def finetune_task(workdir: str, domain: str, device: str, seed: int, epochs: int) -> str:
     """Fine-tune the base model for one target domain (paper 3.5)."""
     from models.finetune import finetune
 
     from features.io import atomic_dir
 
     layout = Layout.of(workdir)
-    extra = {} if epochs is None else {"epochs": epochs}
     with atomic_dir(layout.domain_run(domain)) as tmp:
-        finetune(layout.base_run, domain, layout.dataset, tmp, device=device, seed=seed, **extra)
+        finetune(layout.base_run, domain, layout.dataset, tmp, epochs=epochs, seed=seed, device=device)
     return str(layout.domain_run(domain))
 
 
@@ -74,7 +73,7 @@ def train_step(
     domains: list[str] | None = None,
     device: str = "auto",
     seed: int = 0,
-    epochs: int | None = None,
+    epochs: int = DEFAULT_EPOCHS,
 ) -> dict[str, Any]:
     """The GPU step: train the base model, fine-tune one model per target domain, evaluate each.
 
@@ -105,7 +104,7 @@ def train(
     gpu_deployment: str | None = None,
     device: str = "auto",
     seed: int = 0,
-    epochs: int | None = None,
+    epochs: int = DEFAULT_EPOCHS,
 ) -> dict[str, Any]:
     """Training table through Feast -> training step (GPU deployment or in-process) -> metrics artifact.
 
