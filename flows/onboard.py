@@ -141,12 +141,13 @@ def validate_onboarding_task(stage: str, dt: str, lake: str) -> dict[str, Any]:
 
 @task
 def dataset_task(workdir: str, domain: str) -> str:
-    """The new domain's training table (its impressions, the main zone's behaviours), split by time."""
-    from models.dataset import build_dataset
+    """The new domain's training table through Feast (its impressions + its registered domain row)."""
+    from features.store import write_training_dataset
 
     layout = Layout.of(workdir)
     out = layout.onboard(domain) / "dataset"
-    build_dataset(layout.onboard(domain) / "lake" / "curated", out, base_logs=layout.curated)
+    curated = layout.onboard(domain) / "lake" / "curated"
+    write_training_dataset(layout.feast, curated, out, base_logs=layout.curated)
     return str(out)
 
 

@@ -25,11 +25,11 @@ DEFAULT_EPOCHS = 10  # models.train.train's default; kept here so importing flow
 
 @task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_transient)
 def training_table_task(workdir: str) -> dict[str, Any]:
-    """Build train/validation/test from the curated zone (replaced atomically); returns the manifest."""
-    from models.dataset import build_dataset
+    """Build train/validation/test through Feast's point-in-time join; returns the manifest."""
+    from features.store import write_training_dataset
 
     layout = Layout.of(workdir)
-    build_dataset(layout.curated, layout.dataset)
+    write_training_dataset(layout.feast, layout.curated, layout.dataset)
     return json.loads((layout.dataset / "manifest.json").read_text())
 
 
