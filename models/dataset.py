@@ -192,6 +192,11 @@ def split_by_time(table: pd.DataFrame, test_days: int = 1, val_days: int = 1) ->
         )
     test_start = uniq[-test_days]
     val_start = uniq[-test_days - val_days] if val_days else test_start
+    if np.all(day[1:] >= day[:-1]):
+        # time-ordered (as build_training_table returns it): each split is a zero-copy row range
+        v, t = np.searchsorted(day, [val_start, test_start])
+        ranges = {"train": slice(0, v), "validation": slice(v, t), "test": slice(t, len(day))}
+        return {k: table.iloc[r].reset_index(drop=True) for k, r in ranges.items()}
     masks = {
         "train": day < val_start,
         "validation": (day >= val_start) & (day < test_start),

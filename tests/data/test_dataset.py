@@ -199,6 +199,9 @@ def test_split_by_time_days_and_counts(zone: Path) -> None:
         "validation": ["2026-05-03"],
         "test": ["2026-05-04"],
     }
+    shuffled = split_by_time(df.sample(frac=1.0, random_state=0), test_days=1, val_days=1)
+    for k in SPLITS:  # unordered input takes the mask path: same rows per split
+        assert sorted(shuffled[k][C.REQUEST_ID]) == sorted(parts[k][C.REQUEST_ID])
     two = split_by_time(df, test_days=2, val_days=0)
     assert (len(two["validation"]), len(two["test"])) == (0, 5)
     with pytest.raises(ValueError, match="needs at least 5"):
