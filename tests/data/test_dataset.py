@@ -331,3 +331,18 @@ def test_tiny_reserved_value_never_a_real_id(tiny_logs: Path, tiny_dataset: Path
     assert len(ids) > 0 and not (ids == RESERVED_ID).any()
     unknown = ~np.isin(ids, known) | np.isin(ids, side_null)
     assert np.array_equal(cats == RESERVED_ID, unknown)
+
+
+def test_tiny_onboarding_zone(tiny_logs: Path, tmp_path: Path) -> None:
+    """The simulator's onboarding zone (impressions + domains only) builds against the main zone."""
+    (onboard,) = sorted((tiny_logs / "_onboard").iterdir())
+    imps = io.read_table(onboard, C.IMPRESSIONS)
+    out = build_dataset(onboard, tmp_path / "onboard_ds", base_logs=tiny_logs)
+    m = json.loads((out / "manifest.json").read_text())
+    assert sum(m["rows"].values()) == imps.num_rows
+    assert m["target_domains"] == [onboard.name]
+    roles = {d: info["role"] for d, info in m["domains"].items()}
+    assert roles[onboard.name] == C.ROLE_TARGET and C.ROLE_SOURCE in roles.values()
+    test = pq.read_table(out / "test.parquet")
+    assert pc.sum(pc.list_value_length(test[C.seq_col("browse", C.ITEM_ID)])).as_py() > 0
+    _assert_no_leakage(test)
