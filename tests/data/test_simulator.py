@@ -217,3 +217,24 @@ def test_auc_helpers() -> None:
     np.fill_diagonal(w, 0)
     gt = (s[:, None] > s[None, :]) + 0.5 * (s[:, None] == s[None, :])
     assert S.expected_auc(p, s) == pytest.approx((w * gt).sum() / w.sum())
+
+
+def test_source_behaviours_carry_domain_aware_signal(tiny_logs: Path, tables: dict) -> None:
+    """From logged source behaviour, mapping categories through the domain's shift beats same-category."""
+    state = S.latent_state("tiny", seed=0)
+    beh, items = tables[C.BEHAVIORS], tables[C.ITEMS]
+    beh = beh[beh[C.EVENT_TIME].dt.strftime("%Y-%m-%d") < TEST_DAY]
+    cat_of = items.set_index(C.ITEM_ID)[C.CATEGORY_ID] - 1
+    counts = np.zeros((state.cfg.n_users, state.cfg.n_categories))
+    np.add.at(
+        counts, (beh[C.USER_ID].to_numpy() - S.USER_ID_BASE, cat_of.reindex(beh[C.ITEM_ID]).to_numpy()), 1
+    )
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    for name in S.read_manifest(tiny_logs)["targets"]:
+        truth = S.truth_of_test_day(tiny_logs, name).to_pandas()
+        u = truth[C.USER_ID].to_numpy() - S.USER_ID_BASE
+        c = cat_of.reindex(truth[C.ITEM_ID]).to_numpy()
+        p = truth[S.P_CLICK].to_numpy()
+        naive = S.expected_auc(p, share[u, c])
+        aware = S.expected_auc(p, (share[u] * state.transfer[name][:, c].T).sum(axis=1))
+        assert aware >= naive + 0.05, (name, naive, aware)
