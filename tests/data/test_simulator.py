@@ -221,7 +221,8 @@ def test_auc_helpers() -> None:
 
 def test_source_behaviours_carry_domain_aware_signal(tiny_logs: Path, tables: dict) -> None:
     """From logged source behaviour, mapping categories through the domain's shift beats same-category."""
-    state = S.latent_state("tiny", seed=0)
+    manifest = S.read_manifest(tiny_logs)
+    state = S.latent_state(manifest["preset"], manifest["seed"])
     beh, items = tables[C.BEHAVIORS], tables[C.ITEMS]
     beh = beh[beh[C.EVENT_TIME].dt.strftime("%Y-%m-%d") < TEST_DAY]
     cat_of = items.set_index(C.ITEM_ID)[C.CATEGORY_ID] - 1
