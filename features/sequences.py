@@ -162,14 +162,16 @@ def _asof(left_u: np.ndarray, left_t: np.ndarray, right_u: np.ndarray, right_t: 
     return out
 
 
-def _gather_lists(values: np.ndarray, start: np.ndarray, size: np.ndarray) -> pa.ListArray:
-    """list<int64> whose i-th list is values[start[i] : start[i] + size[i]] (vectorised gather)."""
+def _gather_lists(values: list[np.ndarray], start: np.ndarray, size: np.ndarray) -> list[pa.ListArray]:
+    """Per array v: list<int64> whose i-th list is v[start[i] : start[i] + size[i]] (one shared gather)."""
     offsets = np.zeros(len(size) + 1, np.int64)
     np.cumsum(size, out=offsets[1:])
     if offsets[-1] > np.iinfo(np.int32).max:
         raise ValueError("sequence column exceeds 2**31 elements; build snapshots for fewer users at a time")
-    idx = np.repeat(start - offsets[:-1], size) + np.arange(offsets[-1])
-    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values[idx]))
+    idx = np.repeat(start - offsets[:-1], size)
+    idx += np.arange(offsets[-1])
+    arrow_offsets = pa.array(offsets.astype(np.int32))
+    return [pa.ListArray.from_arrays(arrow_offsets, pa.array(v[idx])) for v in values]
 
 
 def sequence_snapshots(
@@ -242,7 +244,7 @@ def sequence_snapshots(
             jj = mine[np.maximum(j, 0)]
             end = np.where(j >= 0, d_end[jj], 0)
             start = np.where(j >= 0, np.maximum(d_start[jj], end - max_len), 0)
-        arrays += [_gather_lists(fields[f], start, end - start) for f in C.SEQ_FIELDS]
+        arrays += _gather_lists([fields[f] for f in C.SEQ_FIELDS], start, end - start)
     return pa.Table.from_arrays(arrays, schema=snapshot_schema())
 
 
