@@ -322,7 +322,7 @@ def _judge(
         if name == S.ROW_COUNT_IN_BOUNDS:
             table_failures.append((name, f"{res['observed_value']} rows, allowed {list(limits or ())}"))
             continue
-        n_bad = int(res["observed_value"])  # GX's count of failing rows decides; the mask locates them
+        n_bad = int((~masks[name]).sum())  # GX decided the rule failed; the mask locates the rows
         failures[name] = n_bad
         if levels[name] == S.TABLE:
             table_failures.append(
