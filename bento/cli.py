@@ -1,7 +1,100 @@
-"""CLI commands of this stage (merged into `dacdr` by dacdr/cli.py)."""
+"""CLI commands of the serving stage (merged into `dacdr` by dacdr/cli.py).
+
+    dacdr package RUN_DIR --domain D [--feast-repo W]   model store entry + Bento dacdr-<D>
+    dacdr serve --domain D --feast-repo W [--port P]    bentoml serve the domain's Bento on 127.0.0.1
+    dacdr rollout --domain D --model TAG --dataset DIR  promote when holdout AUC >= production's
+    dacdr rollback --domain D                           restore the previous production model
+"""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import typer
 
 app = typer.Typer()
+
+
+@app.command("package")
+def package_cmd(
+    run_dir: Path = typer.Argument(..., help="Trained run dir holding checkpoint.pt."),
+    domain: str = typer.Option(..., help="Target domain the model serves (model store name dacdr-<domain>)."),
+    base_model: str = typer.Option(None, help="Model tag this run was fine-tuned from (label/metadata)."),
+    feast_repo: Path = typer.Option(None, help="Default Feast working directory recorded in the Bento."),
+    build: bool = typer.Option(True, help="Also build the Bento dacdr-<domain> for the saved model."),
+) -> None:
+    """Save a run's checkpoint to the BentoML model store and build the domain's Bento."""
+    from bento.packaging import build_bento, save_model
+
+    tag = save_model(run_dir, domain, base_model=base_model)
+    out = {"model": tag}
+    if build:
+        out["bento"] = build_bento(domain, tag, feast_repo=feast_repo)
+    typer.echo(json.dumps(out))
+
+
+@app.command("serve")
+def serve_cmd(
+    domain: str = typer.Option(..., help="Domain whose Bento dacdr-<domain> to serve."),
+    feast_repo: Path = typer.Option(None, help="Feast working directory (default: recorded at build)."),
+    port: int = typer.Option(3000, help="HTTP port."),
+    host: str = typer.Option("127.0.0.1", help="Bind address (loopback by default)."),
+    bento: str = typer.Option(None, help="Bento tag to serve (default: dacdr-<domain>:latest)."),
+    workers: int = typer.Option(None, help="Worker processes (default: the service's setting, 1)."),
+) -> None:
+    """Serve a domain's Bento over HTTP with `bentoml serve` (POST /rank, /readyz, /metrics)."""
+    import os
+    import subprocess
+    import sys
+
+    from bento.packaging import model_name
+    from bento.service import ENV_FEAST_REPO
+
+    target = bento or f"{model_name(domain)}:latest"
+    env = dict(os.environ)
+    if feast_repo is not None:
+        env[ENV_FEAST_REPO] = str(feast_repo.resolve())
+    cmd = [sys.executable, "-m", "bentoml", "serve", target, "--host", host, "--port", str(port)]
+    if workers:
+        cmd += ["--workers", str(workers)]
+    raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+@app.command("rollout")
+def rollout_cmd(
+    domain: str = typer.Option(..., help="Domain of the candidate model."),
+    model: str = typer.Option(..., help="Candidate model tag, e.g. dacdr-<domain>:<version>."),
+    dataset: Path = typer.Option(None, help="Dataset dir whose holdout split scores both models."),
+    split: str = typer.Option("test", help="Holdout split of the dataset."),
+    auc: float = typer.Option(None, help="Candidate's holdout AUC instead of --dataset (compared with the "
+                              "AUC production recorded at its promotion)."),
+    build: bool = typer.Option(True, help="Rebuild the Bento dacdr-<domain> when production changes."),
+) -> None:
+    """Promote a model if its holdout AUC >= the production model's on the same rows."""
+    from bento.packaging import build_bento
+    from bento.rollout import holdout_auc, rollout
+
+    if (dataset is None) == (auc is None):
+        raise typer.BadParameter("give exactly one of --dataset or --auc")
+    metric = auc if dataset is None else holdout_auc(dataset, split, domain)
+    decision = rollout(domain, model, metric)
+    out = decision.to_dict()
+    if build and decision.promoted:
+        out["bento"] = build_bento(domain)
+    typer.echo(json.dumps(out))
+
+
+@app.command("rollback")
+def rollback_cmd(
+    domain: str = typer.Option(..., help="Domain to roll back."),
+    build: bool = typer.Option(True, help="Rebuild the Bento dacdr-<domain> for the restored model."),
+) -> None:
+    """Make the previous production model of a domain current again."""
+    from bento.packaging import build_bento
+    from bento.rollout import rollback
+
+    out = rollback(domain).to_dict()
+    if build:
+        out["bento"] = build_bento(domain)
+    typer.echo(json.dumps(out))

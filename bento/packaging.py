@@ -46,6 +46,15 @@ def _finite(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
+def without_nulls(obj: Any) -> Any:
+    """A JSON-like value with None entries dropped (BentoML metadata rejects None)."""
+    if isinstance(obj, dict):
+        return {str(k): without_nulls(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list | tuple):
+        return [without_nulls(v) for v in obj if v is not None]
+    return obj
+
+
 def data_range(meta: dict[str, Any]) -> dict[str, Any]:
     """The training data range recorded in a checkpoint's meta (dataset path and its days)."""
     manifest = meta.get("manifest") or {}
@@ -105,7 +114,7 @@ def save_model(
         "feature_service": DACDR_V1,
         "base_model": str(base or "none"),
     }
-    metadata = json.loads(json.dumps(summary, default=str))
+    metadata = without_nulls(json.loads(json.dumps(summary, default=str)))
     with bentoml.models.create(name, labels=labels, metadata=metadata) as stored:
         shutil.copy2(ckpt, stored.path_of(CHECKPOINT_FILE))
         Path(stored.path_of(SUMMARY_FILE)).write_text(json.dumps(metadata, indent=2))

@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field, StrictInt
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
-    from feast import FeatureStore
+    from feast import FeatureService, FeatureStore
     from torch import nn
 
     from models.spec import FeatureSpec
@@ -141,6 +141,7 @@ class Ranker:
     spec: FeatureSpec
     meta: dict[str, Any]
     store: FeatureStore
+    feature_service: FeatureService
     item_cache: pa.Table  # side info of known items, row i describes item_cache_ids[i]
     item_cache_ids: Any  # pd.Index of the cached item ids
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -153,6 +154,7 @@ class Ranker:
         import torch
 
         from features import store as fs
+        from features.feature_repo.services import DACDR_V1
         from models.checkpoint import load_checkpoint
 
         tag = resolve_model_tag(domain, model_tag)
@@ -170,6 +172,7 @@ class Ranker:
         # items the model has never seen are looked up in the online store per request.
         known = [int(i) for i in spec.items.ids]
         cache = pa.Table.from_pandas(fs.item_features(store, known), preserve_index=False)
+        cache = cache.replace_schema_metadata(None)
         return cls(
             domain=domain,
             model_tag=str(stored.tag),
@@ -177,17 +180,26 @@ class Ranker:
             spec=spec,
             meta=meta,
             store=store,
+            feature_service=store.get_feature_service(DACDR_V1),
             item_cache=cache,
             item_cache_ids=pd.Index(known),
         )
 
     def user_rows(self, user_ids: list[int]) -> pa.Table:
-        """The users' online features (one Feast call through the model's feature service)."""
-        import pyarrow as pa
+        """The users' online features: one Feast read through the model's feature service.
 
-        from features.store import online_features
+        Same read as features.store.online_features (the test suite checks they agree), kept in
+        arrow with the FeatureService object fetched once: the registry lookup and the pandas
+        round trip cost more than the read itself.
+        """
+        from features import contract as C
+        from features.sequences import normalize_sequences
 
-        return pa.Table.from_pandas(online_features(self.store, user_ids, self.domain), preserve_index=False)
+        response = self.store.get_online_features(
+            features=self.feature_service,
+            entity_rows={C.USER_ID: list(user_ids), C.DOMAIN: [self.domain] * len(user_ids)},
+        )
+        return normalize_sequences(response.to_arrow())
 
     def item_rows(self, item_ids: np.ndarray) -> pa.Table:
         """Side info of the candidates, in order: cache hits, plus one Feast read for the misses."""
@@ -205,6 +217,7 @@ class Ranker:
             # ids unknown to the store come back null and score through the OOV index
             extra_ids = np.unique(item_ids[miss])
             extra = pa.Table.from_pandas(item_features(self.store, extra_ids.tolist()), preserve_index=False)
+            extra = extra.replace_schema_metadata(None)
             extra = extra.select(source.column_names).cast(source.schema)
             pos = np.where(miss, len(source) + np.searchsorted(extra_ids, item_ids), pos)
             source = pa.concat_tables([source, extra])

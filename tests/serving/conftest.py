@@ -1,0 +1,138 @@
+"""Serving fixtures: a Feast store from tiny_logs, the tiny run packaged as a Bento, served over HTTP.
+
+Everything that touches the BentoML store runs in subprocesses with their own BENTOML_HOME (a
+tmp dir): BentoML fixes its home once per process, so the test process itself never uses it.
+The server starts once per session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+STARTUP_TIMEOUT_S = 240
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running `bentoml serve` of one domain's Bento."""
+
+    url: str
+    domain: str
+    model_tag: str
+    bento_tag: str
+    home: Path
+    feast: Path
+    run: Path
+    log: Path
+    pid: int
+
+    def env(self) -> dict[str, str]:
+        """Environment for subprocesses that use the same BentoML home and feature store."""
+        return serving_env(self.home, self.feast)
+
+
+def serving_env(home: Path, feast: Path) -> dict[str, str]:
+    """os.environ plus this session's BentoML home and feature store (no telemetry)."""
+    from bento.service import ENV_FEAST_REPO
+
+    return {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", ENV_FEAST_REPO: str(feast)}
+
+
+def free_port() -> int:
+    """A currently free loopback TCP port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """Run `dacdr ARGS` in a subprocess and return the completed process (output captured)."""
+    return subprocess.run(
+        [sys.executable, "-m", "dacdr.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def last_json(proc: subprocess.CompletedProcess[str]) -> dict:
+    """The JSON object a CLI command printed last; fails with its stderr when it did not succeed."""
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def serving_feast(tiny_logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Feast working directory built, applied and materialized from tiny_logs."""
+    from features import store as fs
+
+    work = tmp_path_factory.mktemp("serving_feast")
+    fs.build(tiny_logs, work)
+    fs.apply(work)
+    fs.materialize(work)
+    return work
+
+
+@pytest.fixture(scope="session")
+def serving_domain(tiny_run: Path) -> str:
+    """The first target domain the tiny model was trained for."""
+    from models.checkpoint import load_checkpoint
+
+    _, spec, meta = load_checkpoint(tiny_run / "checkpoint.pt", "cpu")
+    roles = (meta.get("manifest") or {}).get("domains") or {}
+    targets = sorted(d for d in spec.domain_tasks if (roles.get(d) or {}).get("role", "target") == "target")
+    assert targets, f"tiny model has no target domain: {spec.domain_tasks}"
+    return targets[0]
+
+
+@pytest.fixture(scope="session")
+def served(
+    tiny_run: Path, serving_feast: Path, serving_domain: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """`dacdr package` the tiny run, then `bentoml serve` its Bento on a free loopback port."""
+    import httpx
+
+    home = tmp_path_factory.mktemp("bentoml_home")
+    env = serving_env(home, serving_feast)
+    tags = last_json(run_cli(["package", str(tiny_run), "--domain", serving_domain,
+                              "--feast-repo", str(serving_feast)], env))
+    port = free_port()
+    log = home / "serve.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", tags["bento"], "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"bentoml serve exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"service not ready after {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        yield Served(url=url, domain=serving_domain, model_tag=tags["model"], bento_tag=tags["bento"], home=home,
+                     feast=serving_feast, run=tiny_run, log=log, pid=proc.pid)
+    finally:
+        # the server runs in its own process group (arbiter + workers): stop exactly that group
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
