@@ -282,15 +282,31 @@ def attach_sequences(rows: pa.Table | pd.DataFrame, snapshots: pa.Table) -> pa.T
         _np(snapshots[C.USER_ID].cast(pa.int64())),
         _np(_to_us(snapshots[C.SNAPSHOT_TIME], C.SNAPSHOT_TIME)),
     )
-    # rows without a snapshot point at one appended all-empty row
     seqs = normalize_sequences(snapshots.select(sequence_columns()))
-    seqs = pa.concat_tables([seqs.cast(_seq_schema()), empty_sequences(1)]).combine_chunks()
-    seqs = seqs.take(pa.array(np.where(j >= 0, j, snapshots.num_rows)))
+    found = j >= 0
+    pick = np.where(found, j, 0)
+    gathered: dict[str, pa.ListArray] = {}
+    for b in C.BEHAVIOR_TYPES:
+        names = [C.seq_col(b, f) for f in C.SEQ_FIELDS]
+        cols = [seqs[c].combine_chunks() for c in names]
+        offsets = cols[0].offsets.to_numpy()
+        lens = np.diff(offsets)
+        for name, col in zip(names[1:], cols[1:], strict=True):
+            if not np.array_equal(np.diff(col.offsets.to_numpy()), lens):
+                raise C.ContractError(f"snapshot column {name!r} is not aligned with {names[0]!r}")
+        # offsets index the child values directly (they already account for any slice)
+        if len(lens) == 0:  # no snapshots at all: every list is empty
+            start = size = np.zeros(len(pick), np.int64)
+        else:
+            start = np.where(found, offsets[:-1][pick], 0)
+            size = np.where(found, lens[pick], 0)
+        values = [col.values.to_numpy() for col in cols]
+        gathered.update(zip(names, _gather_lists(values, start, size), strict=True))
     if is_pandas:
         out = rows.copy()
         for c in sequence_columns():
-            out[c] = pd.Series(pd.arrays.ArrowExtensionArray(seqs[c]), index=rows.index)
+            out[c] = pd.Series(pd.arrays.ArrowExtensionArray(gathered[c]), index=rows.index)
         return out
     for c in sequence_columns():
-        tbl = tbl.append_column(pa.field(c, SEQUENCE_TYPE, nullable=False), seqs[c])
+        tbl = tbl.append_column(pa.field(c, SEQUENCE_TYPE, nullable=False), gathered[c])
     return tbl

@@ -237,3 +237,14 @@ def test_normalize_turns_nulls_into_empty_lists() -> None:
     assert empty_sequences(3)[C.seq_col("click", C.EVENT_TIME)].to_pylist() == [[], [], []]
     with pytest.raises(C.ContractError, match="missing"):
         normalize_sequences(df.drop(columns=[C.seq_col("rate", C.ITEM_ID)]))
+
+
+def test_no_source_behaviour_gives_no_snapshots_and_empty_lists() -> None:
+    """Only target-domain behaviours: zero snapshots; attaching still returns every row with empty lists."""
+    behaviors = _behaviors([(T0, "tgt", 1, 5, "browse")])
+    snaps = sequence_snapshots(behaviors, _items([5], [1], [1], [1]), DOMAINS)
+    assert snaps.num_rows == 0 and snaps.schema == snapshot_schema()
+    got = attach_sequences(_rows([(1, T0 + 2 * DAY_US), (2, T0)]), snaps)
+    assert got.num_rows == 2
+    for c in sequence_columns():
+        assert got[c].to_pylist() == [[], []]
