@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -233,3 +234,27 @@ def test_tiny_preset_days_validate(tiny_logs: Path, tmp_path: Path) -> None:
     assert C.list_days(curated) == days
     for table in C.TABLES:
         assert io.read_table(curated, table).num_rows > 0
+
+
+def test_unique_rule_keeps_first_eligible_copy() -> None:
+    """Uniqueness keeps each key's first copy among rows passing the other rules; others fail."""
+    tbl = pa.table({C.REQUEST_ID: ["a", "a", "b", "a", "b", "c"], C.ITEM_ID: [1, 1, 1, 2, 1, 1]})
+    rule = next(r for r in S.row_rules(C.IMPRESSIONS) if r.name == "unique_request_item")
+    ctx = S.RuleContext(dt=BB.DT, day_start=BB.DAY_START, day_end=BB.DAY_START, now=BB.NOW)
+    assert rule.check(tbl, ctx).tolist() == [True, False, True, True, False, True]
+    # row 0 fails another rule: row 1 becomes the kept copy, row 0 is not blamed as a duplicate
+    passed = np.array([False, True, True, True, True, True])
+    masks = rule.check(tbl, replace(ctx, passed_others=passed))
+    assert masks.tolist() == [True, True, True, True, False, True]
+
+
+def test_gx_suite_has_one_expectation_per_rule() -> None:
+    """The GX suite is generated from the rules: one expectation each, plus the row-count bounds."""
+    import great_expectations as gx
+
+    gx.get_context(mode="ephemeral")  # GX suites are built inside an active context
+    rules = S.row_rules(C.IMPRESSIONS)
+    suite = S.build_suite(C.IMPRESSIONS, rules, (10, 50))
+    names = [e.meta[S.META_RULE] for e in suite.expectations]
+    assert names == [r.name for r in rules] + [S.ROW_COUNT_IN_BOUNDS]
+    assert len(set(names)) == len(names)
