@@ -1,0 +1,147 @@
+"""DACDR: Domain-Aware Cross-Attention for Cross-Domain Recommendation (read top to bottom).
+
+Shapes: B batch, NB behaviour types, L max_len, k embed_dim, A attn_dim, F domain features.
+Equations as implemented (and why) are in docs/model.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from models.layers import DomainAwareCrossAttention, mlp
+from models.spec import FeatureSpec
+
+# module-name prefixes trained by fine-tuning (paper 3.5): e_d, target item table, W^Q/W^K/W^V
+FINETUNE_TRAINABLE: tuple[str, ...] = (
+    "domain_emb.",
+    "feature_embs.",
+    "item_tgt.",
+    "attn_seq.",
+    "attn_side.",
+)
+# id tables that grow when the spec is extended for a new domain
+GROWABLE_TABLES: dict[str, str] = {"item_tgt": "item", "item_src": "item", "domain_emb": "domain"}
+
+
+@dataclass
+class DACDRConfig:
+    """Sizes come from the FeatureSpec; the rest are hyper-parameters and ablation switches."""
+
+    n_items: int
+    n_categories: int
+    n_brands: int
+    n_shops: int
+    n_domains: int
+    feature_sizes: list[int]
+    n_behaviors: int
+    max_len: int
+    embed_dim: int = 32
+    attn_dim: int = 32
+    encoder_hidden: list[int] = field(default_factory=lambda: [64])
+    head_hidden: list[int] = field(default_factory=lambda: [128, 64])
+    dropout: float = 0.0
+    use_domain_attention: bool = True
+    use_item_attention: bool = True
+    sparse_embeddings: bool = True  # nn.Embedding(sparse=True) for large id tables (SparseAdam)
+    sparse_min_rows: int = 4096  # tables smaller than this stay dense: a dense grad is cheaper there
+    rating_offset: float = 3.0  # rating rows predict offset + head output (centre of the 1..5 scale)
+
+    @classmethod
+    def from_spec(cls, spec: FeatureSpec, overrides: dict) -> DACDRConfig:
+        """Sizes from `spec`, hyper-parameters from `overrides` (config field -> value)."""
+        sizes = spec.vocab_sizes()
+        base = cls(
+            n_items=sizes["item"], n_categories=sizes["category"], n_brands=sizes["brand"],
+            n_shops=sizes["shop"], n_domains=sizes["domain"],
+            feature_sizes=[len(spec.feature_vocabs[f]) for f in spec.domain_features],
+            n_behaviors=len(spec.behaviors), max_len=spec.max_len,
+        )
+        return cls(**{**asdict(base), **overrides})
+
+    def to_dict(self) -> dict:
+        """Plain dict (weights_only-safe) for checkpoints."""
+        return asdict(self)
+
+
+class DACDR(nn.Module):
+    """Embeddings -> two-step domain-aware cross-attention (e_seq, e_side) -> domain encoder g -> head h."""
+
+    def __init__(self, cfg: DACDRConfig) -> None:
+        """Build every table and layer from the config."""
+        super().__init__()
+        self.cfg = cfg
+        k, a, nb = cfg.embed_dim, cfg.attn_dim, cfg.n_behaviors
+
+        def sparse(rows: int) -> bool:
+            """Sparse gradients only pay off for large tables."""
+            return cfg.sparse_embeddings and rows >= cfg.sparse_min_rows
+
+        # id tables: source-sequence items (X) and target items (e_v^t) are separate tables, as in the
+        # paper's notation; fine-tuning trains only the target one. Side-info tables are shared.
+        self.item_src = nn.Embedding(cfg.n_items, k, padding_idx=0, sparse=sparse(cfg.n_items))
+        self.item_tgt = nn.Embedding(cfg.n_items, k, padding_idx=0, sparse=sparse(cfg.n_items))
+        self.category = nn.Embedding(cfg.n_categories, k, padding_idx=0, sparse=sparse(cfg.n_categories))
+        self.brand = nn.Embedding(cfg.n_brands, k, padding_idx=0, sparse=sparse(cfg.n_brands))
+        self.shop = nn.Embedding(cfg.n_shops, k, padding_idx=0, sparse=sparse(cfg.n_shops))
+        # e_d: the domain id and each domain feature, concatenated (small dense tables)
+        self.domain_emb = nn.Embedding(cfg.n_domains, k, padding_idx=0)
+        self.feature_embs = nn.ModuleList(nn.Embedding(n, k, padding_idx=0) for n in cfg.feature_sizes)
+        d_dim = k * (1 + len(cfg.feature_sizes))
+        v_dim = 4 * k  # e_v = [item_tgt, category, brand, shop]
+        # behaviour-type embeddings added to every sequence element (multi-behaviour modelling)
+        self.behavior_seq = nn.Embedding(nb, k)
+        self.behavior_side = nn.Embedding(nb, 3 * k)
+        da, ia = cfg.use_domain_attention, cfg.use_item_attention
+        self.attn_seq = DomainAwareCrossAttention([k], d_dim, v_dim, a, da, ia)
+        self.attn_side = DomainAwareCrossAttention([k, k, k], d_dim, v_dim, a, da, ia)
+        # g: domain encoder (eq. 6); h: prediction head (eq. 7)
+        self.encoder = mlp(2 * nb * a + d_dim, cfg.encoder_hidden, k, cfg.dropout)
+        self.head = mlp(k + 2 * nb * a + v_dim + d_dim, cfg.head_hidden, 1, cfg.dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Small normal init for embeddings (N(0,1) rows would swamp the concatenations)."""
+        for m in self.modules():
+            if isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=0.05)
+                if m.padding_idx is not None:
+                    with torch.no_grad():
+                        m.weight[m.padding_idx].zero_()
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every intermediate of the forward pass (tests and analysis read the attention weights)."""
+        # e_d (B, D): domain id + domain features
+        e_d = torch.cat(
+            [self.domain_emb(batch["domain"])]
+            + [emb(batch["domain_feats"][:, i]) for i, emb in enumerate(self.feature_embs)],
+            dim=-1,
+        )
+        # e_v (B, 4k): target item with its side info
+        e_v = torch.cat(
+            [self.item_tgt(batch["item"]), self.category(batch["category"]),
+             self.brand(batch["brand"]), self.shop(batch["shop"])],
+            dim=-1,
+        )
+        mask = batch["seq_item"] != 0  # (B,NB,L) real positions
+        # sequence elements: padding index 0 embeds to zero rows, so no masking of the parts is needed
+        seq_parts = [self.item_src(batch["seq_item"])]  # [(B,NB,L,k)]
+        side_parts = [self.category(batch["seq_category"]), self.brand(batch["seq_brand"]),
+                      self.shop(batch["seq_shop"])]  # 3 x (B,NB,L,k)
+        z_seq, ad_seq, ai_seq = self.attn_seq(seq_parts, self.behavior_seq.weight, mask, e_d, e_v)  # (B,NB,A)
+        z_side, ad_side, ai_side = self.attn_side(side_parts, self.behavior_side.weight, mask, e_d, e_v)
+        e_seq = z_seq.flatten(1)  # (B,NB*A): per-behaviour outputs flattened and concatenated
+        e_side = z_side.flatten(1)  # (B,NB*A)
+        u_hat = self.encoder(torch.cat([e_seq, e_side, e_d], dim=-1))  # (B,k) eq. 6
+        out = self.head(torch.cat([u_hat, e_seq, e_side, e_v, e_d], dim=-1)).squeeze(-1)  # (B,) eq. 7
+        return {
+            "e_d": e_d, "e_v": e_v, "e_seq": e_seq, "e_side": e_side, "u_hat": u_hat, "raw": out,
+            "alpha_d_seq": ad_seq, "alpha_i_seq": ai_seq, "alpha_d_side": ad_side, "alpha_i_side": ai_side,
+        }
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B,) logits for ctr rows, ratings for rating rows."""
+        raw = self.encode(batch)["raw"]
+        return raw + self.cfg.rating_offset * (batch["task"] == 1).to(raw.dtype)

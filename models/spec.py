@@ -1,0 +1,359 @@
+"""FeatureSpec: the one feature specification every model shares (vocabularies, max_len, tensorize).
+
+Index convention for every vocabulary: 0 = padding, 1 = unknown / out-of-vocabulary (incl. -1 and
+ids unseen in training), real values from 2. Sequences are LEFT-padded to max_len, so the newest
+element of every behaviour sits at position L-1.
+
+Batch dict keys produced by `FeatureSpec.tensorize` (B rows, NB behaviour types, L = max_len,
+F domain features); every model's forward reads only these:
+
+    user          (B,)        int64  user-id index
+    item          (B,)        int64  target item index
+    category      (B,)        int64  target item side info
+    brand         (B,)        int64
+    shop          (B,)        int64
+    domain        (B,)        int64  domain-name index
+    domain_feats  (B, F)      int64  one index per domain feature (own vocabulary per feature)
+    task          (B,)        int64  0 = ctr (output is a logit), 1 = rating (output is a rating)
+    seq_item      (B, NB, L)  int32  source behaviour sequences, left-padded with 0 (int32: the
+    seq_category  (B, NB, L)  int32  aligned side-info sequences      sequences dominate memory)
+    seq_brand     (B, NB, L)  int32
+    seq_shop      (B, NB, L)  int32
+    label         (B,)        float32 (only when the frame has a label column)
+    is_cold       (B,)        bool    (only when the frame has an is_cold column)
+
+A position is real iff seq_item != 0 (unknown source items are index 1, still real positions).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from features import contract as C
+
+PAD, UNK, FIRST = 0, 1, 2
+TASK_INDEX: dict[str, int] = {C.TASK_CTR: 0, C.TASK_RATING: 1}
+# batch keys of the target item and its side info, and the matching sequence keys
+SEQ_KEYS: dict[str, str] = {
+    C.ITEM_ID: "seq_item",
+    C.CATEGORY_ID: "seq_category",
+    C.BRAND_ID: "seq_brand",
+    C.SHOP_ID: "seq_shop",
+}
+SIDE_KEYS: dict[str, str] = {C.CATEGORY_ID: "category", C.BRAND_ID: "brand", C.SHOP_ID: "shop"}
+
+
+@dataclass
+class IntVocab:
+    """Raw int64 ids -> indices (0 pad, 1 unknown, ids[i] -> i + 2); lookup by searchsorted."""
+
+    ids: np.ndarray  # raw ids in index order (sorted at fit; extend appends, so keep an argsort)
+    _order: np.ndarray = field(init=False, repr=False)
+    _sorted: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """Validate and precompute the sorted view used by lookup."""
+        self.ids = np.asarray(self.ids, dtype=np.int64)
+        self._order = np.argsort(self.ids, kind="stable")
+        self._sorted = self.ids[self._order]
+        if len(self._sorted) > 1 and (np.diff(self._sorted) == 0).any():
+            raise ValueError("vocabulary ids must be unique")
+
+    @classmethod
+    def fit(cls, values: np.ndarray) -> IntVocab:
+        """Vocabulary of the distinct non-negative ids in `values` (negative ids mean unknown)."""
+        v = np.asarray(values, dtype=np.int64)
+        return cls(np.unique(v[v >= 0]))
+
+    def __len__(self) -> int:
+        """Table size including the padding and unknown rows."""
+        return len(self.ids) + FIRST
+
+    def lookup(self, values: np.ndarray) -> np.ndarray:
+        """Indices of raw ids (vectorised); unseen or negative ids -> UNK."""
+        v = np.asarray(values, dtype=np.int64)
+        if len(self._sorted) == 0:
+            return np.full(v.shape, UNK, dtype=np.int64)
+        pos = np.searchsorted(self._sorted, v)
+        pos_c = np.minimum(pos, len(self._sorted) - 1)
+        hit = (self._sorted[pos_c] == v) & (v >= 0)
+        return np.where(hit, self._order[pos_c] + FIRST, UNK).astype(np.int64)
+
+    def extend(self, values: np.ndarray) -> int:
+        """Append ids not yet known (existing indices unchanged); returns how many were added."""
+        v = np.asarray(values, dtype=np.int64)
+        new = np.unique(v[v >= 0])
+        new = new[self.lookup(new) == UNK]
+        if len(new):
+            self.ids = np.concatenate([self.ids, new])
+            self.__post_init__()
+        return int(len(new))
+
+
+@dataclass
+class StrVocab:
+    """String values -> indices (0 pad, 1 unknown, values[i] -> i + 2)."""
+
+    values: list[str]
+
+    def __post_init__(self) -> None:
+        """Build the pandas index used by the vectorised lookup."""
+        self._index = pd.Index(self.values, dtype=object)
+        if not self._index.is_unique:
+            raise ValueError("vocabulary values must be unique")
+
+    @classmethod
+    def fit(cls, values: pd.Series) -> StrVocab:
+        """Vocabulary of the distinct non-null strings, sorted."""
+        return cls(sorted(pd.Series(values).dropna().astype(str).unique().tolist()))
+
+    def __len__(self) -> int:
+        """Table size including the padding and unknown rows."""
+        return len(self.values) + FIRST
+
+    def lookup(self, values: pd.Series | np.ndarray | list[str]) -> np.ndarray:
+        """Indices of strings (vectorised); unseen or null -> UNK."""
+        pos = self._index.get_indexer(pd.Index(pd.Series(values, dtype=object)))
+        return np.where(pos >= 0, pos + FIRST, UNK).astype(np.int64)
+
+    def extend(self, values: pd.Series) -> int:
+        """Append values not yet known (existing indices unchanged); returns how many were added."""
+        new = [v for v in StrVocab.fit(values).values if v not in set(self.values)]
+        if new:
+            self.values = [*self.values, *new]
+            self.__post_init__()
+        return len(new)
+
+
+def read_manifest(data: Path) -> dict:
+    """The dataset's manifest.json (written by models.dataset.build_dataset)."""
+    path = Path(data) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no manifest.json in the dataset folder {data}")
+    return json.loads(path.read_text())
+
+
+def manifest_domains(manifest: dict) -> dict[str, dict[str, str]]:
+    """{domain: {"task": ..., "role": ...}} from a manifest."""
+    doms = manifest.get("domains")
+    if isinstance(doms, list):  # a list of {"domain": name, "task": .., "role": ..} records
+        doms = {d[C.DOMAIN]: d for d in doms}
+    if not isinstance(doms, dict) or not doms:
+        raise ValueError("manifest has no 'domains' mapping of each domain's task and role")
+    out = {}
+    for name, info in doms.items():
+        task = info[C.TASK] if isinstance(info, dict) else str(info)
+        if task not in C.TASKS:
+            raise ValueError(f"manifest: domain {name!r} has task {task!r}, expected one of {C.TASKS}")
+        out[name] = {C.TASK: task, C.ROLE: info.get(C.ROLE, C.ROLE_TARGET) if isinstance(info, dict) else ""}
+    return out
+
+
+def _list_column(tbl: pa.Table, name: str) -> pa.ListArray:
+    """One list<int64> column as a single ListArray (chunks combined)."""
+    col = tbl.column(name)
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_large_list(arr.type):
+        arr = arr.cast(pa.list_(arr.type.value_type))
+    if not pa.types.is_list(arr.type):
+        raise ValueError(f"column {name!r} must be a list<int64>, got {arr.type}")
+    return arr
+
+
+def _as_table(df: pd.DataFrame | pa.Table) -> pa.Table:
+    """A training-table frame as an arrow Table (list columns stay columnar)."""
+    if isinstance(df, pa.Table):
+        return df
+    return pa.Table.from_pandas(df, preserve_index=False)
+
+
+@dataclass
+class FeatureSpec:
+    """Behaviour types, max_len, domain features, vocabularies and each domain's task."""
+
+    behaviors: list[str]
+    max_len: int
+    domain_features: list[str]
+    domain_tasks: dict[str, str]
+    users: IntVocab
+    items: IntVocab
+    categories: IntVocab
+    brands: IntVocab
+    shops: IntVocab
+    domains: StrVocab
+    feature_vocabs: dict[str, StrVocab]
+
+    # ---- construction ------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, train_df: pd.DataFrame | pa.Table, manifest: dict) -> FeatureSpec:
+        """Fit every vocabulary on the training split (items/side info: target and sequence values)."""
+        tbl = _as_table(train_df)
+        behaviors = list(manifest.get("behavior_types") or manifest.get("behaviors") or [])
+        if not behaviors:
+            behaviors = [b for b in C.BEHAVIOR_TYPES if C.seq_col(b, C.ITEM_ID) in tbl.column_names]
+        unknown = [b for b in behaviors if b not in C.BEHAVIOR_TYPES]
+        if unknown:
+            raise ValueError(f"manifest names unknown behaviour types {unknown}")
+        max_len = int(manifest["max_len"])
+        if max_len < 1:
+            raise ValueError(f"manifest max_len must be >= 1, got {max_len}")
+        feats = manifest.get("domain_features")
+        if feats is None:
+            feats = [c[len(C.DOMAIN_FEATURE_PREFIX):] for c in tbl.column_names
+                     if c.startswith(C.DOMAIN_FEATURE_PREFIX)]
+        feats = list(feats)
+        cls._check_columns(tbl, behaviors, feats, need_label=True)
+        tasks = {d: v[C.TASK] for d, v in manifest_domains(manifest).items()}
+
+        def ids(field_: str, target_col: str | None) -> np.ndarray:
+            """All raw values of a field in the target column and every behaviour's sequence."""
+            parts = [tbl.column(target_col).to_numpy()] if target_col else []
+            for b in behaviors:
+                parts.append(_list_column(tbl, C.seq_col(b, field_)).flatten().fill_null(-1).to_numpy())
+            return np.concatenate(parts) if parts else np.empty(0, np.int64)
+
+        df_dom = tbl.select([C.DOMAIN, *[C.domain_feature_col(f) for f in feats]]).to_pandas()
+        return cls(
+            behaviors=behaviors,
+            max_len=max_len,
+            domain_features=feats,
+            domain_tasks=tasks,
+            users=IntVocab.fit(tbl.column(C.USER_ID).to_numpy()),
+            items=IntVocab.fit(ids(C.ITEM_ID, C.ITEM_ID)),
+            categories=IntVocab.fit(ids(C.CATEGORY_ID, C.CATEGORY_ID)),
+            brands=IntVocab.fit(ids(C.BRAND_ID, C.BRAND_ID)),
+            shops=IntVocab.fit(ids(C.SHOP_ID, C.SHOP_ID)),
+            domains=StrVocab(sorted(set(tasks) | set(df_dom[C.DOMAIN].astype(str).unique()))),
+            feature_vocabs={f: StrVocab.fit(df_dom[C.domain_feature_col(f)]) for f in feats},
+        )
+
+    @staticmethod
+    def _check_columns(tbl: pa.Table, behaviors: list[str], feats: list[str], need_label: bool) -> None:
+        """ValueError naming every missing column."""
+        need = [C.DOMAIN, C.USER_ID, C.ITEM_ID, *C.SIDE_INFO]
+        need += [C.domain_feature_col(f) for f in feats]
+        need += [C.seq_col(b, f) for b in behaviors for f in SEQ_KEYS]
+        if need_label:
+            need.append(C.LABEL)
+        missing = [c for c in need if c not in tbl.column_names]
+        if missing:
+            raise ValueError(f"training-table frame is missing column(s) {missing}")
+
+    def extend(self, new_df: pd.DataFrame | pa.Table, tasks: dict[str, str] | None = None) -> dict[str, int]:
+        """Add a new domain's items, domain name and domain-feature values (existing indices kept)."""
+        tbl = _as_table(new_df)
+        self._check_columns(tbl, self.behaviors, self.domain_features, need_label=False)
+        added = {"items": self.items.extend(tbl.column(C.ITEM_ID).to_numpy())}
+        dom = tbl.select([C.DOMAIN, *[C.domain_feature_col(f) for f in self.domain_features]]).to_pandas()
+        added["domains"] = self.domains.extend(dom[C.DOMAIN])
+        for f in self.domain_features:
+            added[f"feature:{f}"] = self.feature_vocabs[f].extend(dom[C.domain_feature_col(f)])
+        for d, t in (tasks or {}).items():
+            if t not in C.TASKS:
+                raise ValueError(f"domain {d!r} has task {t!r}, expected one of {C.TASKS}")
+            self.domain_tasks[d] = t
+        return added
+
+    # ---- tensors -----------------------------------------------------------------------------
+    def pad_sequences(self, tbl: pa.Table, field_: str, vocab: IntVocab) -> np.ndarray:
+        """(B, NB, L) left-padded int32 index array of one sequence field for every behaviour."""
+        n, L = tbl.num_rows, self.max_len
+        out = np.zeros((n, len(self.behaviors), L), dtype=np.int32)  # int32: half the memory
+        for bi, b in enumerate(self.behaviors):
+            name = C.seq_col(b, field_)
+            arr = _list_column(tbl, name)
+            lens = pc.fill_null(pc.list_value_length(arr), 0).to_numpy().astype(np.int64)
+            if len(lens) and lens.max() > L:
+                bad = int(np.argmax(lens > L))
+                raise ValueError(f"{name}: row {bad} holds {int(lens[bad])} elements, more than max_len={L}")
+            vals = arr.flatten().fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+            rows = np.repeat(np.arange(n), lens)
+            starts = np.cumsum(lens) - lens
+            within = np.arange(len(vals)) - np.repeat(starts, lens)
+            out[rows, bi, L - lens[rows] + within] = vocab.lookup(vals)  # left-pad: newest at L-1
+        return out
+
+    def tensorize(self, df: pd.DataFrame | pa.Table) -> dict[str, torch.Tensor]:
+        """A training-table frame -> the batch dict documented in the module docstring."""
+        tbl = _as_table(df)
+        self._check_columns(tbl, self.behaviors, self.domain_features, need_label=False)
+        dom = tbl.select([C.DOMAIN, *[C.domain_feature_col(f) for f in self.domain_features]]).to_pandas()
+        unknown_dom = sorted(set(dom[C.DOMAIN].astype(str)) - set(self.domain_tasks))
+        if unknown_dom:
+            raise ValueError(f"domain(s) {unknown_dom} have no task in the feature spec")
+        task = dom[C.DOMAIN].astype(str).map({d: TASK_INDEX[t] for d, t in self.domain_tasks.items()})
+        side = {C.CATEGORY_ID: self.categories, C.BRAND_ID: self.brands, C.SHOP_ID: self.shops}
+        feats = [self.feature_vocabs[f].lookup(dom[C.domain_feature_col(f)]) for f in self.domain_features]
+        batch = {
+            "user": self.users.lookup(tbl.column(C.USER_ID).to_numpy()),
+            "item": self.items.lookup(tbl.column(C.ITEM_ID).to_numpy()),
+            **{SIDE_KEYS[c]: v.lookup(pc.fill_null(tbl.column(c), -1).to_numpy()) for c, v in side.items()},
+            "domain": self.domains.lookup(dom[C.DOMAIN]),
+            "domain_feats": (np.stack(feats, axis=1) if feats else np.zeros((tbl.num_rows, 0), np.int64)),
+            "task": task.to_numpy(np.int64),
+            "seq_item": self.pad_sequences(tbl, C.ITEM_ID, self.items),
+            **{SEQ_KEYS[c]: self.pad_sequences(tbl, c, v) for c, v in side.items()},
+        }
+        out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+        if C.LABEL in tbl.column_names:
+            label = tbl.column(C.LABEL).to_numpy(zero_copy_only=False).astype(np.float32)
+            if np.isnan(label).any():
+                raise ValueError(f"column {C.LABEL!r} has {int(np.isnan(label).sum())} null/NaN values")
+            out["label"] = torch.from_numpy(label)
+        if C.IS_COLD in tbl.column_names:
+            cold = tbl.column(C.IS_COLD).to_numpy(zero_copy_only=False).astype(bool)
+            out["is_cold"] = torch.from_numpy(cold)
+        return out
+
+    # ---- (de)serialisation: only tensors / str / int / list / dict (weights_only checkpoints) ---
+    def to_state(self) -> dict:
+        """A weights_only-safe dict holding the whole spec."""
+        return {
+            "behaviors": list(self.behaviors),
+            "max_len": int(self.max_len),
+            "domain_features": list(self.domain_features),
+            "domain_tasks": dict(self.domain_tasks),
+            "users": torch.from_numpy(self.users.ids.copy()),
+            "items": torch.from_numpy(self.items.ids.copy()),
+            "categories": torch.from_numpy(self.categories.ids.copy()),
+            "brands": torch.from_numpy(self.brands.ids.copy()),
+            "shops": torch.from_numpy(self.shops.ids.copy()),
+            "domains": list(self.domains.values),
+            "feature_vocabs": {f: list(v.values) for f, v in self.feature_vocabs.items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> FeatureSpec:
+        """Inverse of to_state."""
+        return cls(
+            behaviors=list(state["behaviors"]),
+            max_len=int(state["max_len"]),
+            domain_features=list(state["domain_features"]),
+            domain_tasks=dict(state["domain_tasks"]),
+            users=IntVocab(state["users"].numpy()),
+            items=IntVocab(state["items"].numpy()),
+            categories=IntVocab(state["categories"].numpy()),
+            brands=IntVocab(state["brands"].numpy()),
+            shops=IntVocab(state["shops"].numpy()),
+            domains=StrVocab(list(state["domains"])),
+            feature_vocabs={f: StrVocab(list(v)) for f, v in state["feature_vocabs"].items()},
+        )
+
+    def vocab_sizes(self) -> dict[str, int]:
+        """Embedding-table sizes (incl. pad and unknown rows) keyed like the batch dict."""
+        return {
+            "user": len(self.users),
+            "item": len(self.items),
+            "category": len(self.categories),
+            "brand": len(self.brands),
+            "shop": len(self.shops),
+            "domain": len(self.domains),
+        }
