@@ -1,9 +1,9 @@
 """CLI commands of the serving stage (merged into `dacdr` by dacdr/cli.py).
 
-    dacdr package RUN_DIR --domain D [--feast-repo W]   model store entry + Bento dacdr-<D>
-    dacdr serve --domain D --feast-repo W [--port P]    bentoml serve the domain's Bento on 127.0.0.1
-    dacdr rollout --domain D --model TAG --dataset DIR  promote when holdout AUC >= production's
-    dacdr rollback --domain D                           restore the previous production model
+dacdr package RUN_DIR --domain D [--feast-repo W]   model store entry + Bento dacdr-<D>
+dacdr serve --domain D --feast-repo W [--port P]    bentoml serve the domain's Bento on 127.0.0.1
+dacdr rollout --domain D --model TAG --dataset DIR  promote when holdout AUC >= production's
+dacdr rollback --domain D                           restore the previous production model
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ def serve_cmd(
     port: int = typer.Option(3000, help="HTTP port."),
     host: str = typer.Option("127.0.0.1", help="Bind address (loopback by default)."),
     bento: str = typer.Option(None, help="Bento tag to serve (default: dacdr-<domain>:latest)."),
-    workers: int = typer.Option(None, help="Worker processes (default: the service's setting, 1)."),
 ) -> None:
     """Serve a domain's Bento over HTTP with `bentoml serve` (POST /rank, /readyz, /metrics)."""
     import os
@@ -56,8 +55,6 @@ def serve_cmd(
     if feast_repo is not None:
         env[ENV_FEAST_REPO] = str(feast_repo.resolve())
     cmd = [sys.executable, "-m", "bentoml", "serve", target, "--host", host, "--port", str(port)]
-    if workers:
-        cmd += ["--workers", str(workers)]
     raise typer.Exit(subprocess.call(cmd, env=env))
 
 
@@ -67,8 +64,11 @@ def rollout_cmd(
     model: str = typer.Option(..., help="Candidate model tag, e.g. dacdr-<domain>:<version>."),
     dataset: Path = typer.Option(None, help="Dataset dir whose holdout split scores both models."),
     split: str = typer.Option("test", help="Holdout split of the dataset."),
-    auc: float = typer.Option(None, help="Candidate's holdout AUC instead of --dataset (compared with the "
-                              "AUC production recorded at its promotion)."),
+    auc: float = typer.Option(
+        None,
+        help="Candidate's holdout AUC instead of --dataset (compared with the "
+        "AUC production recorded at its promotion).",
+    ),
     build: bool = typer.Option(True, help="Rebuild the Bento dacdr-<domain> when production changes."),
 ) -> None:
     """Promote a model if its holdout AUC >= the production model's on the same rows."""

@@ -184,8 +184,15 @@ def rollout(domain: str, candidate_tag: str, holdout_metric: HoldoutMetric | flo
     if action == PROMOTE:
         stack.append(candidate)
     decision = RolloutDecision(
-        domain=domain, action=action, candidate=candidate, production=stack[-1] if stack else None,
-        previous=current, candidate_auc=cand_auc, production_auc=prod_auc, reason=reason, decided_at=_now(),
+        domain=domain,
+        action=action,
+        candidate=candidate,
+        production=stack[-1] if stack else None,
+        previous=current,
+        candidate_auc=cand_auc,
+        production_auc=prod_auc,
+        reason=reason,
+        decided_at=_now(),
     )
     data["history"].append(decision.to_dict())
     _write_registry(domain, data)
@@ -200,8 +207,15 @@ def rollback(domain: str) -> RolloutDecision:
         raise RolloutError(f"domain {domain!r} has no previous model to roll back to (stack: {stack})")
     retired = stack.pop()
     decision = RolloutDecision(
-        domain=domain, action=ROLLBACK, candidate=stack[-1], production=stack[-1], previous=retired,
-        candidate_auc=None, production_auc=None, reason=f"rolled back from {retired}", decided_at=_now(),
+        domain=domain,
+        action=ROLLBACK,
+        candidate=stack[-1],
+        production=stack[-1],
+        previous=retired,
+        candidate_auc=None,
+        production_auc=None,
+        reason=f"rolled back from {retired}",
+        decided_at=_now(),
     )
     data["history"].append(decision.to_dict())
     _write_registry(domain, data)

@@ -11,6 +11,9 @@ keys from environment variables instead. The feature store location is runtime c
                           argument `feast_repo`, the default recorded at build time)
     DACDR_MAX_CANDIDATES  cap on item_ids per query (default 1000; read when the module loads,
                           so it is part of the request schema and of the OpenAPI document)
+    DACDR_BATCH_MAX_LATENCY_MS  adaptive-batching latency budget of /rank_batch (default 1000;
+                          read when the module loads; short budgets shed load as 503s, see
+                          docs/serving.md)
 
 The model and the feature store are loaded once, in __init__; /readyz is true only after both.
 Every request builds the training-table frame for (user, candidates) from the Feast online store
@@ -43,7 +46,10 @@ ENV_DOMAIN = "DACDR_DOMAIN"
 ENV_MODEL_TAG = "DACDR_MODEL_TAG"
 ENV_FEAST_REPO = "DACDR_FEAST_REPO"
 ENV_MAX_CANDIDATES = "DACDR_MAX_CANDIDATES"
+ENV_BATCH_MAX_LATENCY_MS = "DACDR_BATCH_MAX_LATENCY_MS"
 DEFAULT_MAX_CANDIDATES = 1000
+DEFAULT_BATCH_MAX_LATENCY_MS = 1000
+BATCH_MAX_QUERIES = 64
 # Bento argument keys written by bento.packaging.build_bento
 ARG_DOMAIN = "domain"
 ARG_MODEL_TAG = "model_tag"
@@ -54,19 +60,20 @@ MODEL_PREFIX = "dacdr-"
 PREDICT_BATCH = 4096
 
 
-def read_max_candidates(environ: dict[str, str] | os._Environ[str]) -> int:
-    """The candidate cap from DACDR_MAX_CANDIDATES; ValueError naming the variable when bad."""
-    raw = environ.get(ENV_MAX_CANDIDATES, str(DEFAULT_MAX_CANDIDATES))
+def read_positive_int(environ: dict[str, str] | os._Environ[str], name: str, default: int) -> int:
+    """A positive integer setting from the environment; ValueError naming the variable when bad."""
+    raw = environ.get(name, str(default))
     try:
-        cap = int(raw)
+        value = int(raw)
     except ValueError:
-        raise ValueError(f"{ENV_MAX_CANDIDATES}={raw!r} is not an integer") from None
-    if cap < 1:
-        raise ValueError(f"{ENV_MAX_CANDIDATES} must be >= 1, got {cap}")
-    return cap
+        raise ValueError(f"{name}={raw!r} is not an integer") from None
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
 
 
-MAX_CANDIDATES = read_max_candidates(os.environ)
+MAX_CANDIDATES = read_positive_int(os.environ, ENV_MAX_CANDIDATES, DEFAULT_MAX_CANDIDATES)
+BATCH_MAX_LATENCY_MS = read_positive_int(os.environ, ENV_BATCH_MAX_LATENCY_MS, DEFAULT_BATCH_MAX_LATENCY_MS)
 
 Id = Annotated[StrictInt, Field(ge=0, le=2**63 - 1, description="a non-negative int64 id")]
 Candidates = Annotated[
@@ -337,7 +344,12 @@ class DacdrService:
         (scores,), (cold,) = self.ranker.score([query])
         return to_response(query, self.ranker, scores, cold)
 
-    @bentoml.api(route="/rank_batch", batchable=True, max_batch_size=64, max_latency_ms=1000)
+    @bentoml.api(
+        route="/rank_batch",
+        batchable=True,
+        max_batch_size=BATCH_MAX_QUERIES,
+        max_latency_ms=BATCH_MAX_LATENCY_MS,
+    )
     def rank_batch(self, queries: list[RankRequest]) -> list[RankResponse]:
         """Several queries at once; adaptive batching merges concurrent calls into one Feast read."""
         qs = [Query.of(q.user_id, q.item_ids, q.event_time) for q in queries]

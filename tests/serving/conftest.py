@@ -46,7 +46,12 @@ def serving_env(home: Path, feast: Path) -> dict[str, str]:
     """os.environ plus this session's BentoML home and feature store (no telemetry)."""
     from bento.service import ENV_FEAST_REPO
 
-    return {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", ENV_FEAST_REPO: str(feast)}
+    return {
+        **os.environ,
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "true",
+        ENV_FEAST_REPO: str(feast),
+    }
 
 
 def free_port() -> int:
@@ -65,7 +70,9 @@ def run_cli(args: list[str], env: dict[str, str], timeout: int = 300) -> subproc
 
 def last_json(proc: subprocess.CompletedProcess[str]) -> dict:
     """The JSON object a CLI command printed last; fails with its stderr when it did not succeed."""
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -102,14 +109,30 @@ def served(
 
     home = tmp_path_factory.mktemp("bentoml_home")
     env = serving_env(home, serving_feast)
-    tags = last_json(run_cli(["package", str(tiny_run), "--domain", serving_domain,
-                              "--feast-repo", str(serving_feast)], env))
+    tags = last_json(
+        run_cli(
+            ["package", str(tiny_run), "--domain", serving_domain, "--feast-repo", str(serving_feast)], env
+        )
+    )
     port = free_port()
     log = home / "serve.log"
     with open(log, "w") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", tags["bento"], "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                tags["bento"],
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -118,15 +141,26 @@ def served(
             if proc.poll() is not None:
                 raise RuntimeError(f"bentoml serve exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"service not ready after {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-4000:]}")
+                raise RuntimeError(
+                    f"service not ready after {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-4000:]}"
+                )
             try:
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             time.sleep(0.5)
-        yield Served(url=url, domain=serving_domain, model_tag=tags["model"], bento_tag=tags["bento"], home=home,
-                     feast=serving_feast, run=tiny_run, log=log, pid=proc.pid)
+        yield Served(
+            url=url,
+            domain=serving_domain,
+            model_tag=tags["model"],
+            bento_tag=tags["bento"],
+            home=home,
+            feast=serving_feast,
+            run=tiny_run,
+            log=log,
+            pid=proc.pid,
+        )
     finally:
         # the server runs in its own process group (arbiter + workers): stop exactly that group
         if proc.poll() is None:

@@ -51,10 +51,14 @@ def test_probes_and_metrics(client: httpx.Client, known: tuple[int, list[int]]) 
     assert 'endpoint="/rank"' in metrics.text
 
 
-def test_rank_sorts_candidates_best_first(client: httpx.Client, served: Served, known: tuple[int, list[int]]) -> None:
+def test_rank_sorts_candidates_best_first(
+    client: httpx.Client, served: Served, known: tuple[int, list[int]]
+) -> None:
     """A known user: every candidate scored once, best first, probabilities, with the model tag."""
     user, items = known
-    resp = client.post("/rank", json={"user_id": user, "item_ids": items, "event_time": "2026-09-12T08:00:00Z"})
+    resp = client.post(
+        "/rank", json={"user_id": user, "item_ids": items, "event_time": "2026-09-12T08:00:00Z"}
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["model"] == served.model_tag
@@ -101,13 +105,21 @@ BAD_BODIES = [
     ('{"user_id": 1, "item_ids": [3, -5]}', "greater_than_equal", "item_ids"),
     ('{"user_id": 1, "item_ids": []}', "too_short", "item_ids"),
     (json.dumps({"user_id": 1, "item_ids": list(range(1001))}), "too_long", "item_ids"),
-    ('{"user_id": 1, "item_ids": [1], "event_time": "yesterday"}', "datetime_from_date_parsing", "event_time"),
-    ('[1, 2]', "model_type", None),
+    (
+        '{"user_id": 1, "item_ids": [1], "event_time": "yesterday"}',
+        "datetime_from_date_parsing",
+        "event_time",
+    ),
+    ("[1, 2]", "model_type", None),
 ]
 
 
-@pytest.mark.parametrize(("body", "error_type", "field"), BAD_BODIES, ids=[b[1] + ":" + str(b[2]) for b in BAD_BODIES])
-def test_bad_request_is_400_naming_the_field(client: httpx.Client, body: str, error_type: str, field: str | None) -> None:
+@pytest.mark.parametrize(
+    ("body", "error_type", "field"), BAD_BODIES, ids=[b[1] + ":" + str(b[2]) for b in BAD_BODIES]
+)
+def test_bad_request_is_400_naming_the_field(
+    client: httpx.Client, body: str, error_type: str, field: str | None
+) -> None:
     """Malformed, mistyped, negative, empty and oversized requests: 400 with the field and reason."""
     resp = client.post("/rank", content=body, headers={"content-type": "application/json"})
     assert resp.status_code == 400, resp.text
@@ -137,7 +149,9 @@ def test_rank_batch_matches_rank(client: httpx.Client, known: tuple[int, list[in
     for q, got in zip(queries, batch, strict=True):
         single = client.post("/rank", json=q).json()
         assert [r["item_id"] for r in got["ranked"]] == [r["item_id"] for r in single["ranked"]]
-        assert [r["score"] for r in got["ranked"]] == pytest.approx([r["score"] for r in single["ranked"]], abs=1e-6)
+        assert [r["score"] for r in got["ranked"]] == pytest.approx(
+            [r["score"] for r in single["ranked"]], abs=1e-6
+        )
     bad = client.post("/rank_batch", json={"queries": [{"user_id": 1, "item_ids": [-1]}]})
     assert bad.status_code == 400 and bad.json()["detail"][0]["loc"][:3] == ["queries", 0, "item_ids"]
 
