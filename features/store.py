@@ -132,7 +132,10 @@ def _online_block(online: OnlineConfig) -> str:
     if online.kind == ONLINE_REDIS:
         assert online.redis_url is not None
         return f'  type: redis\n  connection_string: "{feast_connection_string(online.redis_url)}"'
-    return f"  type: sqlite\n  path: {DATA_DIRNAME}/{SQLITE_ONLINE_FILE}"
+    from features.feature_repo.batched_sqlite import STORE_TYPE
+
+    # Feast's SQLite store with batched writes (same tables and reads; see batched_sqlite.py)
+    return f"  type: {STORE_TYPE}\n  path: {DATA_DIRNAME}/{SQLITE_ONLINE_FILE}"
 
 
 def render_repo(workdir: Path | str, online: OnlineConfig | None = None) -> Path:
@@ -335,8 +338,6 @@ def _utc(ts: datetime) -> datetime:
 
 def _materialize_view(store: FeatureStore, fv: FeatureView, start: datetime, end: datetime) -> int:
     """Write the latest row per entity of `fv` within [start, end] to the online store; returns rows."""
-    from feast.utils import _convert_arrow_to_proto
-
     provider = store._get_provider()
     source = fv.batch_source
     join_keys = {e.name: e.dtype.to_value_type() for e in fv.entity_columns}
@@ -352,8 +353,43 @@ def _materialize_view(store: FeatureStore, fv: FeatureView, start: datetime, end
     )
     table = job.to_arrow()
     for batch in table.to_batches(max_chunksize=WRITE_BATCH_ROWS):
-        provider.online_write_batch(store.config, fv, _convert_arrow_to_proto(batch, fv, join_keys), None)
+        provider.online_write_batch(store.config, fv, to_online_rows(batch, fv), None)
     return table.num_rows
+
+
+def to_online_rows(batch: pa.RecordBatch, fv: FeatureView) -> list[tuple]:
+    """The (entity key, {feature: ValueProto}, event ts, created ts) tuples online_write_batch takes.
+
+    Same protos as Feast's own converter (feast.utils._convert_arrow_to_proto; a test checks it),
+    built column-wise from arrow's C-level to_pylist instead of per-element sanitising: the
+    conversion is the bulk of materialization time for 25 array features.
+    """
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+    from feast.protos.feast.types.Value_pb2 import Int64List
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+    def protos(values: list, dtype: str) -> list:
+        """ValueProtos of one column (None -> empty ValueProto, as Feast does)."""
+        if dtype == "Array(Int64)":
+            return [
+                ValueProto() if v is None else ValueProto(int64_list_val=Int64List(val=v)) for v in values
+            ]
+        kind = {"Int64": "int64_val", "Float64": "double_val", "String": "string_val"}[dtype]
+        return [ValueProto() if v is None else ValueProto(**{kind: v}) for v in values]
+
+    (key_name,) = [e.name for e in fv.entity_columns]  # every dacdr view has one join key
+    key_type = str(fv.entity_columns[0].dtype)
+    keys = [
+        EntityKeyProto(join_keys=[key_name], entity_values=[p])
+        for p in protos(batch.column(key_name).to_pylist(), key_type)
+    ]
+    names = [f.name for f in fv.features]
+    cols = [protos(batch.column(f.name).to_pylist(), str(f.dtype)) for f in fv.features]
+    times = batch.column(fv.batch_source.timestamp_field).to_pylist()
+    return [
+        (k, dict(zip(names, vals, strict=True)), t, None)
+        for k, t, *vals in zip(keys, times, *cols, strict=True)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 from features import contract as C
 from features import io
 from features import store as S
+from features.feature_repo.batched_sqlite import STORE_TYPE
 from features.feature_repo.services import DACDR_V1
 from features.feature_repo.sources import DOMAINS_FILE, ITEMS_FILE, USER_ACTIVITY_FILE, USER_SEQUENCES_FILE
 from features.feature_repo.views import (
@@ -56,7 +57,8 @@ def _some_users(workdir: Path, n: int) -> list[int]:
 def test_repo_is_rendered_with_duckdb_sqlite_and_applied(feast_workdir: Path) -> None:
     """The rendered yaml uses the duckdb offline store and SQLite registry/online; apply registered all."""
     yaml = (S.repo_dir(feast_workdir) / S.YAML_NAME).read_text()
-    assert "type: duckdb" in yaml and "registry_type: sql" in yaml and "type: sqlite" in yaml
+    assert "type: duckdb" in yaml and "registry_type: sql" in yaml and "sqlite:///" in yaml
+    assert f"type: {STORE_TYPE}" in yaml  # Feast's SQLite online store with batched writes
     assert "type: file" not in yaml
     for name in (USER_SEQUENCES_FILE, USER_ACTIVITY_FILE, ITEMS_FILE, DOMAINS_FILE, S.REGISTRY_FILE):
         assert (S.data_dir(feast_workdir) / name).is_file(), name
@@ -153,6 +155,23 @@ def test_item_features_and_bad_input(feast_workdir: Path, tiny_logs: Path, tmp_p
         S.historical_features(feast_workdir, pd.DataFrame({C.USER_ID: [1], C.DOMAIN: ["x"]}))
     with pytest.raises(S.FeatureStoreError, match="max_len"):
         S.historical_training_table(feast_workdir, tiny_logs, max_len=S.built_max_len(feast_workdir) + 1)
+
+
+def test_fast_converter_writes_what_feast_would(feast_workdir: Path) -> None:
+    """to_online_rows (materialize's fast path) builds exactly Feast's protos for every view."""
+    from feast.utils import _convert_arrow_to_proto
+
+    store = S.open_store(feast_workdir)
+    for view in store.list_feature_views():
+        tbl = pq.read_table(view.batch_source.path).slice(0, 200).combine_chunks()
+        batch = tbl.to_batches()[0]
+        join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
+        ours = S.to_online_rows(batch, view)
+        theirs = _convert_arrow_to_proto(batch, view, join_keys)
+        assert len(ours) == len(theirs) == min(200, tbl.num_rows)
+        for a, b in zip(ours, theirs, strict=True):
+            assert a[0] == b[0] and a[1] == b[1], view.name
+            assert pd.Timestamp(a[2]).tz_convert(None) == pd.Timestamp(b[2]).tz_localize(None), view.name
 
 
 def test_activity_statistics_match_a_brute_force_count(feast_workdir: Path, tiny_logs: Path) -> None:
