@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -95,12 +96,13 @@ def child(logs: Path, out: Path) -> None:
 
     import_s = time.perf_counter() - t0
     now = datetime.fromisoformat(DT).replace(tzinfo=UTC) + timedelta(days=1, hours=1)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     summary = validate_day(logs, DT, out, now=now)
-    wall = time.perf_counter() - t1
+    wall, cpu = time.perf_counter() - t1, time.process_time() - c1
     rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
     tables = {k: {"read": v.read, "quarantined": v.quarantined} for k, v in summary.tables.items()}
-    print(json.dumps({"wall_s": wall, "import_s": import_s, "peak_rss_gib": rss_gib, "tables": tables}))
+    res = {"wall_s": wall, "cpu_s": cpu, "import_s": import_s, "peak_rss_gib": rss_gib, "tables": tables}
+    print(json.dumps(res))
 
 
 def main() -> None:
@@ -115,8 +117,10 @@ def main() -> None:
         return
     print(
         f"{'impressions':>12} {'all rows':>10} {'wall s':>8} {'imp rows/s':>12} {'all rows/s':>12} "
-        f"{'peak RSS':>9} {'import s':>8}"
+        f"{'peak RSS':>9} {'import s':>8} {'cpu s':>7}"
     )
+    # a shared machine inflates wall time; CPU seconds (all threads) and the load show by how much
+    print(f"load average before: {os.getloadavg()[0]:.1f}")
     for n in args.sizes:
         with tempfile.TemporaryDirectory(prefix="dacdr-bench-validate-") as tmp:
             logs, out = Path(tmp) / "logs", Path(tmp) / "out"
@@ -133,7 +137,8 @@ def main() -> None:
         assert imp["read"] == n, f"read {imp['read']} impressions, generated {n}"
         print(
             f"{n:>12,} {total:>10,} {res['wall_s']:>8.1f} {n / res['wall_s']:>12,.0f} "
-            f"{total / res['wall_s']:>12,.0f} {res['peak_rss_gib']:>7.2f} G {res['import_s']:>8.1f}"
+            f"{total / res['wall_s']:>12,.0f} {res['peak_rss_gib']:>7.2f} G "
+            f"{res['import_s']:>8.1f} {res['cpu_s']:>7.1f}"
             f"   (quarantined {imp['quarantined']:,} impressions)"
         )
 

@@ -317,12 +317,16 @@ def _judge(
     table_failures: list[tuple[str, str]] = []
     failures: dict[str, int] = {}
     for name, res in results.items():
+        if name == S.ROW_COUNT_IN_BOUNDS:
+            if not res["success"]:
+                failures[name] = int(res["observed_value"])
+                table_failures.append((name, f"{res['observed_value']} rows, allowed {list(limits or ())}"))
+            continue
+        n_bad = int((~masks[name]).sum())  # GX decides whether the rule failed; the mask locates rows
+        if res["success"] == (n_bad > 0):  # one definition per rule: GX and the mask cannot disagree
+            raise RuntimeError(f"{table}.{name}: GX success={res['success']} but the mask fails {n_bad} rows")
         if res["success"]:
             continue
-        if name == S.ROW_COUNT_IN_BOUNDS:
-            table_failures.append((name, f"{res['observed_value']} rows, allowed {list(limits or ())}"))
-            continue
-        n_bad = int((~masks[name]).sum())  # GX decided the rule failed; the mask locates the rows
         failures[name] = n_bad
         if levels[name] == S.TABLE:
             table_failures.append(
