@@ -45,6 +45,10 @@ class ValidationFailed(Exception):
         self.table, self.source, self.expectation, self.detail = table, source, expectation, detail
         super().__init__(f"{table} ({source}): expectation {expectation!r} failed: {detail}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, str, str, str]]:
+        """Pickle with the four parts (Prefect persists task exceptions)."""
+        return (type(self), (self.table, self.source, self.expectation, self.detail))
+
 
 @dataclass(frozen=True)
 class ValidationConfig:

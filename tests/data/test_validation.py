@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import shutil
 from dataclasses import replace
 from datetime import timedelta
@@ -145,6 +146,7 @@ def test_table_level_fault_fails_the_run(
     assert not (out / "curated" / fault.table / f"dt={BB.DT}").exists()
     report = json.loads((out / "reports" / f"dt={BB.DT}.json").read_text())
     assert report["status"] == "failed" and fault.rule in report["error"]
+    assert str(pickle.loads(pickle.dumps(exc))) == str(exc)  # orchestrators persist exceptions
 
 
 def test_fault_corpus_is_broad() -> None:
