@@ -320,7 +320,12 @@ def materialize(workdir: Path | str, end: datetime | None = None) -> Materialize
     end = _utc(end or datetime.now(UTC))
     t0 = time.perf_counter()
     rows: dict[str, int] = {}
-    for fv in store.list_feature_views():
+    views = store.list_feature_views()
+    if not views:
+        raise FeatureStoreError(
+            f"{repo_dir(workdir)}: no feature views registered; run `dacdr features apply` first"
+        )
+    for fv in views:
         dimension = fv.name in (ITEM_SIDE_INFO, DOMAIN_FEATURES)
         start = EPOCH if dimension or fv.most_recent_end_time is None else _utc(fv.most_recent_end_time)
         if start >= end:

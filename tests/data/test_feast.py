@@ -147,6 +147,13 @@ def test_item_features_and_bad_input(feast_workdir: Path, tiny_logs: Path, tmp_p
         assert pd.isna(got[col].iloc[-1])
     with pytest.raises(S.FeatureStoreError, match="dacdr features build"):
         S.open_store(tmp_path / "nowhere")
+    fresh = tmp_path / "fresh"
+    S.data_dir(fresh).mkdir(parents=True)
+    for name in (USER_SEQUENCES_FILE, USER_ACTIVITY_FILE, ITEMS_FILE, DOMAINS_FILE):
+        (S.data_dir(fresh) / name).write_bytes((S.data_dir(feast_workdir) / name).read_bytes())
+    S.render_repo(fresh)
+    with pytest.raises(S.FeatureStoreError, match="dacdr features apply"):
+        S.materialize(fresh)  # built but never applied: nothing would be written
     with pytest.raises(ValueError, match="redis url"):
         S.OnlineConfig(kind="redis")
     with pytest.raises(C.ContractError, match="invalid domain name"):
