@@ -264,6 +264,8 @@ class Ranker:
 
         from models.predict import predict
 
+        if not queries:
+            return [], []
         frame, cold = self.frame(queries)
         with self.lock:  # one forward pass at a time per process; torch runs it on one thread
             scores = predict(self.model, self.spec, frame, batch_size=PREDICT_BATCH, device="cpu")
@@ -350,7 +352,7 @@ class DacdrService:
         max_batch_size=BATCH_MAX_QUERIES,
         max_latency_ms=BATCH_MAX_LATENCY_MS,
     )
-    def rank_batch(self, queries: list[RankRequest]) -> list[RankResponse]:
+    def rank_batch(self, queries: Annotated[list[RankRequest], Field(min_length=1)]) -> list[RankResponse]:
         """Several queries at once; adaptive batching merges concurrent calls into one Feast read."""
         qs = [Query.of(q.user_id, q.item_ids, q.event_time) for q in queries]
         scores, cold = self.ranker.score(qs)

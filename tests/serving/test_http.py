@@ -152,6 +152,8 @@ def test_rank_batch_matches_rank(client: httpx.Client, known: tuple[int, list[in
         assert [r["score"] for r in got["ranked"]] == pytest.approx(
             [r["score"] for r in single["ranked"]], abs=1e-6
         )
+    empty = client.post("/rank_batch", json={"queries": []})
+    assert empty.status_code == 400 and empty.json()["detail"][0]["loc"] == ["queries"]
     bad = client.post("/rank_batch", json={"queries": [{"user_id": 1, "item_ids": [-1]}]})
     assert bad.status_code == 400 and bad.json()["detail"][0]["loc"][:3] == ["queries", 0, "item_ids"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from tests.serving.conftest import Served
@@ -60,8 +61,11 @@ def test_http_scores_equal_offline_scores(served: Served, cold: bool) -> None:
         }
     )
     offline_rows = historical_features(served.feast, rows)
+    # as arrow without pandas metadata (its ArrowDtype names do not survive a round trip), the
+    # form the training table has on disk
+    table = pa.Table.from_pandas(offline_rows, preserve_index=False).replace_schema_metadata(None)
     model, spec, _ = load_checkpoint(served.run / "checkpoint.pt", "cpu")
-    offline = predict(model, spec, offline_rows, device="cpu")
+    offline = predict(model, spec, table, device="cpu")
 
     got = np.array([online[i] for i in items])
     np.testing.assert_allclose(got, offline, rtol=1e-5, atol=1e-7)
