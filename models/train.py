@@ -45,7 +45,7 @@ class TrainConfig:
     batch_size: int = 1024
     lr: float = 2e-3
     weight_decay: float = 1e-5
-    patience: int = 2  # epochs without validation improvement before stopping
+    patience: int = 1  # epochs without validation improvement before stopping
     eval_batch_size: int = 8192
     max_batches_per_epoch: int | None = None  # cap (smoke tests, DDP checks); None = full epoch
     progress: bool = True
@@ -313,6 +313,22 @@ def fit(
     return out
 
 
+def init_output_bias(model: nn.Module, train_t: dict[str, torch.Tensor]) -> None:
+    """Start a DACDR head at the training base rate (logit of the ctr label mean).
+
+    With ~2 % positives a zero-bias head spends its first hundreds of steps learning the base rate,
+    and those large early gradients scramble the embeddings.
+    """
+    from models.dacdr import DACDR
+
+    ctr = train_t["task"] == 0
+    if not isinstance(model, DACDR) or not ctr.any():
+        return
+    rate = float(train_t["label"][ctr].mean().clamp(1e-4, 1 - 1e-4))
+    with torch.no_grad():
+        model.head[-1].bias.fill_(math.log(rate / (1 - rate)))
+
+
 def train(
     data: Path,
     out: Path,
@@ -322,7 +338,7 @@ def train(
     epochs: int = 10,
     batch_size: int = 1024,
     lr: float = 2e-3,
-    patience: int = 2,
+    patience: int = 1,
     resume: bool = False,
     embed_dim: int | None = None,
     attn_dim: int | None = None,
@@ -344,7 +360,8 @@ def train(
     manifest = read_manifest(data)
     train_tbl, val_tbl = read_split(data, "train"), read_split(data, "validation")
     entry = get_entry(model)
-    if resume and (out / LAST).is_file():
+    resuming = resume and (out / LAST).is_file()
+    if resuming:
         # the saved spec and config, so a resumed run is exactly the run that was stopped
         st = torch.load(out / LAST, map_location="cpu", weights_only=True)["checkpoint"]
         spec = FeatureSpec.from_state(st["spec"])
@@ -365,5 +382,7 @@ def train(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "torch": torch.__version__,
     }
-    return fit(net, model, spec, spec.tensorize(train_tbl), spec.tensorize(val_tbl), out, cfg, dev,
-               json_safe(meta), resume)
+    train_t = spec.tensorize(train_tbl)
+    if not resuming:
+        init_output_bias(net, train_t)
+    return fit(net, model, spec, train_t, spec.tensorize(val_tbl), out, cfg, dev, json_safe(meta), resume)

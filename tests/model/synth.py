@@ -22,20 +22,22 @@ def _lists(values: np.ndarray, lens: np.ndarray) -> pa.ListArray:
 
 
 def synth_table(n_rows: int, seed: int, max_len: int = 10, n_users: int = 200, n_items: int = 300,
-                n_cat: int = 8, t0_us: int = 1_700_000_000_000_000) -> pa.Table:
+                n_cat: int = 8, t0_us: int = 1_700_000_000_000_000,
+                domains: dict[str, tuple[str, str]] | None = None) -> pa.Table:
     """Rows whose click probability depends on whether the target item's category is the user's
     preferred one, and the preferred category shows in the source sequences (learnable signal)."""
+    domains = DOMAINS if domains is None else domains
     pref = np.random.default_rng(12345).integers(0, n_cat, n_users)  # the same users in every split
     rng = np.random.default_rng(seed)
     user = rng.integers(0, n_users, n_rows)
-    dom_names = np.array(list(DOMAINS))
+    dom_names = np.array(list(domains))
     dom_idx = rng.integers(0, len(dom_names), n_rows)
     dom = dom_names[dom_idx]
     item = rng.integers(0, n_items, n_rows)
     cat = item % n_cat
     match = cat == pref[user]
     # in t_feed the match matters more: a domain-dependent signal
-    lift = np.where(dom == "t_feed", 3.0, 2.0)
+    lift = np.where(dom == dom_names[-1], 3.0, 2.0)
     p = 1 / (1 + np.exp(-(-1.8 + lift * match)))
     label = (rng.random(n_rows) < p).astype(np.float64)
     cols: dict[str, pa.Array] = {
@@ -51,7 +53,7 @@ def synth_table(n_rows: int, seed: int, max_len: int = 10, n_users: int = 200, n
         C.IS_COLD: pa.array(user % 3 == 0),
     }
     for f_i, f in enumerate(FEATURES):
-        feat_vals = np.array([DOMAINS[d][f_i] for d in dom_names])
+        feat_vals = np.array([domains[d][f_i] for d in dom_names])
         cols[C.domain_feature_col(f)] = pa.array(feat_vals[dom_idx])
     for b in C.BEHAVIOR_TYPES:
         lens = rng.integers(0, max_len + 1, n_rows)
@@ -70,17 +72,19 @@ def synth_table(n_rows: int, seed: int, max_len: int = 10, n_users: int = 200, n
 
 
 def write_synth_dataset(out: Path, seed: int = 0, n_train: int = 4000, n_eval: int = 1000,
-                        max_len: int = 10) -> Path:
+                        max_len: int = 10, domains: dict[str, tuple[str, str]] | None = None,
+                        n_items: int = 300) -> Path:
     """train/validation/test parquet + manifest.json in the training-table layout."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for i, (split, n) in enumerate((("train", n_train), ("validation", n_eval), ("test", n_eval))):
-        pq.write_table(synth_table(n, seed * 10 + i, max_len=max_len), out / f"{split}.parquet")
+        tbl = synth_table(n, seed * 10 + i, max_len=max_len, domains=domains, n_items=n_items)
+        pq.write_table(tbl, out / f"{split}.parquet")
     manifest = {
         "max_len": max_len,
         "behavior_types": list(C.BEHAVIOR_TYPES),
         "domain_features": list(FEATURES),
-        "domains": {d: {C.TASK: C.TASK_CTR, C.ROLE: C.ROLE_TARGET} for d in DOMAINS},
+        "domains": {d: {C.TASK: C.TASK_CTR, C.ROLE: C.ROLE_TARGET} for d in (domains or DOMAINS)},
     }
     (out / "manifest.json").write_text(json.dumps(manifest))
     return out
