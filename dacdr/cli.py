@@ -9,6 +9,7 @@ from features import cli_logs, cli_store, cli_validate
 from flows import cli as flows_cli
 from models import cli as models_cli
 from models import cli_data as models_data_cli
+from models import cli_experiments as models_experiments_cli
 
 app = typer.Typer(
     name="dacdr",
@@ -25,6 +26,7 @@ for sub in (
     cli_store.app,
     models_data_cli.app,
     models_cli.app,
+    models_experiments_cli.app,
     bento_cli.app,
     flows_cli.app,
 ):

@@ -7,6 +7,17 @@ from typing import Any
 
 from torch import nn
 
+from models.baselines.cmf import CMF
+from models.baselines.common import BaselineConfig, BridgeConfig, MTLConfig
+from models.baselines.dnn import DNN
+from models.baselines.emcdr import EMCDR
+from models.baselines.mmoe import MMoE
+from models.baselines.ple import PLE
+from models.baselines.popularity import Popularity
+from models.baselines.ptupcdr import PTUPCDR
+from models.baselines.shared_bottom import SharedBottom
+from models.baselines.sscdr import SSCDR
+from models.baselines.star import STAR
 from models.dacdr import DACDR, DACDRConfig
 from models.spec import FeatureSpec
 
@@ -47,6 +58,18 @@ MODELS: dict[str, ModelEntry] = {
     "dacdr_no_both": ModelEntry(
         DACDR, DACDRConfig, {"use_domain_attention": False, "use_item_attention": False}
     ),
+    # baselines of the paper's experiments (models/baselines/, docs/baselines.md)
+    "popularity": ModelEntry(Popularity, BaselineConfig, {"use_sequences": False}),
+    "dnn_single": ModelEntry(DNN, BaselineConfig, {"use_sequences": False}),
+    "dnn_multi": ModelEntry(DNN, BaselineConfig, {"use_sequences": True}),
+    "cmf": ModelEntry(CMF, BridgeConfig),
+    "emcdr": ModelEntry(EMCDR, BridgeConfig),
+    "sscdr": ModelEntry(SSCDR, BridgeConfig, {"metric": True}),
+    "ptupcdr": ModelEntry(PTUPCDR, BridgeConfig),
+    "shared_bottom": ModelEntry(SharedBottom, MTLConfig),
+    "mmoe": ModelEntry(MMoE, MTLConfig),
+    "ple": ModelEntry(PLE, MTLConfig),
+    "star": ModelEntry(STAR, MTLConfig),
 }
 
 

@@ -1,0 +1,75 @@
+"""SSCDR (Kang et al. 2019): metric-space embeddings, a semi-supervised mapping and multi-hop inference.
+
+Stages (paper): 1) each domain's users and items embedded in a metric space (score = -||u - v||^2);
+2) the mapping f trained on the overlapping users (supervised: f(u_s) ~ u_t) plus an unsupervised
+term on all source interactions (f keeps a user's items closer to the user than random items);
+3) a cold user's target vector averages f(u_s) with f of the user's source items (multi-hop inference).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models.baselines.common import BridgeConfig, TwoDomainMF, source_items
+
+
+class SSCDR(TwoDomainMF):
+    """Metric two-domain factorisation plus the mapping MLP."""
+
+    def __init__(self, cfg: BridgeConfig) -> None:
+        """Metric scoring is forced on; the mapping is k -> hidden -> k."""
+        if not cfg.metric:
+            raise ValueError("SSCDR scores in a metric space: its config must have metric=True")
+        super().__init__(cfg)
+        k = cfg.embed_dim
+        h = cfg.mapping_hidden
+        self.mapping = nn.Sequential(nn.Linear(k, h), nn.Tanh(), nn.Linear(h, k))
+
+    def bridged_user(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(f(u_s) + mean_i f(v_i^s)) / 2 over the user's source items (f(u_s) alone if there are none)."""
+        own = self.mapping(self.user_src(batch["user"]))
+        items, mask = source_items(self, batch)
+        m = mask.unsqueeze(-1).to(own.dtype)
+        n = m.sum(1)
+        hop = (self.mapping(items) * m).sum(1) / n.clamp(min=1.0)
+        return torch.where(n > 0, 0.5 * (own + hop), own)
+
+
+def sscdr_bridge(run):  # run: models.baselines.stages.BridgeRun
+    """Stage 2: supervised mapping on overlapping users + the unsupervised triplet on source interactions."""
+    from models.baselines.stages import fit_mapping, mapping_budget
+
+    model = run.model
+    both = torch.nonzero(model.has_target & run.has_source).squeeze(1)
+    t = run.train_t
+    pos = (t["domain"] == model.cfg.source_domain) & (t["label"] > 0)  # interacted source items
+    g = torch.Generator().manual_seed(run.tcfg.seed)
+    src_items = t["item"][t["domain"] == model.cfg.source_domain]
+    with torch.no_grad():
+        w_u, w_i = model.user_src.weight.detach(), model.item_src.weight.detach()
+        src, tgt = w_u[both].clone(), model.user_tgt.weight[both].detach().clone()
+        neg = src_items[torch.randint(0, len(src_items), (int(pos.sum()),), generator=g)]
+        unsup = (w_u[t["user"][pos]].clone(), w_i[t["item"][pos]].clone(), w_i[neg].clone())
+    loss = fit_mapping(model.mapping, src, tgt, mapping_budget(run.tcfg), unsup, model.cfg.unsup_weight)
+    return model, loss
+
+
+def train_sscdr(spec, train_t, val_t, out: Path, source_domain: str, overrides: dict, tcfg, meta: dict):
+    """All SSCDR stages; returns the StageResult of the saved (serve-stage) model."""
+    from models.baselines.stages import train_bridge
+
+    return train_bridge(
+        "sscdr",
+        spec,
+        train_t,
+        val_t,
+        out,
+        source_domain,
+        {**overrides, "metric": True},
+        tcfg,
+        meta,
+        sscdr_bridge,
+    )
