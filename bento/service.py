@@ -138,6 +138,24 @@ def resolve_model_tag(domain: str, model_tag: str | None) -> str:
     return production_model(domain) or f"{MODEL_PREFIX}{domain}:latest"
 
 
+def read_user_features(
+    store: FeatureStore, service: FeatureService, user_ids: list[int], domain: str
+) -> pa.Table:
+    """Users' online features in `domain`: one Feast read through the model's feature service.
+
+    The values of features.store.online_features (tests/serving/test_online_read.py checks they
+    agree), kept in arrow: the pandas round trip costs ~5x the read itself for one user.
+    """
+    from features import contract as C
+    from features.sequences import normalize_sequences
+
+    response = store.get_online_features(
+        features=service,
+        entity_rows={C.USER_ID: [int(u) for u in user_ids], C.DOMAIN: [domain] * len(user_ids)},
+    )
+    return normalize_sequences(response.to_arrow())
+
+
 @dataclass
 class Ranker:
     """Online features -> training-table frame -> predict; loaded once per process."""
@@ -193,20 +211,8 @@ class Ranker:
         )
 
     def user_rows(self, user_ids: list[int]) -> pa.Table:
-        """The users' online features: one Feast read through the model's feature service.
-
-        Same read as features.store.online_features (the test suite checks they agree), kept in
-        arrow with the FeatureService object fetched once: the registry lookup and the pandas
-        round trip cost more than the read itself.
-        """
-        from features import contract as C
-        from features.sequences import normalize_sequences
-
-        response = self.store.get_online_features(
-            features=self.feature_service,
-            entity_rows={C.USER_ID: list(user_ids), C.DOMAIN: [self.domain] * len(user_ids)},
-        )
-        return normalize_sequences(response.to_arrow())
+        """The users' online features (see read_user_features)."""
+        return read_user_features(self.store, self.feature_service, user_ids, self.domain)
 
     def item_rows(self, item_ids: np.ndarray) -> pa.Table:
         """Side info of the candidates, in order: cache hits, plus one Feast read for the misses."""

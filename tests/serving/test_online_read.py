@@ -1,0 +1,32 @@
+"""The service's arrow-native online read returns what features.store.online_features returns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+
+def test_service_read_equals_store_online_features(serving_feast: Path, serving_domain: str) -> None:
+    """Known and unknown users: every user, sequence and domain-feature value is identical."""
+    import pyarrow.parquet as pq
+
+    from bento.service import read_user_features
+    from features import contract as C
+    from features import store as fs
+    from features.feature_repo.services import DACDR_V1
+    from features.feature_repo.sources import USER_SEQUENCES_FILE
+
+    store = fs.open_store(serving_feast)
+    users = pq.read_table(fs.data_dir(serving_feast) / USER_SEQUENCES_FILE, columns=[C.USER_ID]).column(0)
+    ids = [int(u) for u in users.unique().to_pylist()[:20]] + [10**12 + 3]
+    got = read_user_features(store, store.get_feature_service(DACDR_V1), ids, serving_domain)
+    want = pa.Table.from_pandas(fs.online_features(store, ids, serving_domain), preserve_index=False)
+    compared = [
+        c for c in want.column_names if c.startswith(("seq_", C.DOMAIN_FEATURE_PREFIX)) or c == C.USER_ID
+    ]
+    assert len(compared) > 25
+    for name in compared:
+        assert got.column(name).to_pylist() == want.column(name).to_pylist(), name
+    lengths = [len(x) for x in got.column(C.seq_col("click", C.ITEM_ID)).to_pylist()]
+    assert lengths[-1] == 0 and max(lengths) > 0  # the unknown user is empty, not null; others are not
