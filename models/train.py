@@ -68,10 +68,10 @@ class TensorFeed:
     """Pre-built tensors served in batches by a permutation (no per-row Python in the loop)."""
 
     def __init__(self, tensors: dict[str, torch.Tensor], device: torch.device) -> None:
-        """Keep the tensors on CPU (pinned when feeding a GPU)."""
+        """Keep the tensors on CPU; each gathered batch is pinned before an async copy to a GPU."""
         self.device = device
         self.pin = device.type == "cuda"
-        self.tensors = {k: (v.pin_memory() if self.pin else v) for k, v in tensors.items()}
+        self.tensors = tensors
         self.n = len(tensors["item"])
 
     def batches(self, order: torch.Tensor, batch_size: int, max_batches: int | None):
