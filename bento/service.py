@@ -11,7 +11,7 @@ keys from environment variables instead. The feature store location is runtime c
                           argument `feast_repo`, the default recorded at build time)
     DACDR_MAX_CANDIDATES  cap on item_ids per query (default 1000; read when the module loads,
                           so it is part of the request schema and of the OpenAPI document)
-    DACDR_BATCH_MAX_LATENCY_MS  adaptive-batching latency budget of /rank_batch (default 1000;
+    DACDR_BATCH_MAX_LATENCY_MS  adaptive-batching latency budget of /rank_batch (default 30000;
                           read when the module loads; short budgets shed load as 503s, see
                           docs/serving.md)
 
@@ -48,7 +48,7 @@ ENV_FEAST_REPO = "DACDR_FEAST_REPO"
 ENV_MAX_CANDIDATES = "DACDR_MAX_CANDIDATES"
 ENV_BATCH_MAX_LATENCY_MS = "DACDR_BATCH_MAX_LATENCY_MS"
 DEFAULT_MAX_CANDIDATES = 1000
-DEFAULT_BATCH_MAX_LATENCY_MS = 1000
+DEFAULT_BATCH_MAX_LATENCY_MS = 30_000  # = the traffic timeout: never shed a request that could still finish
 BATCH_MAX_QUERIES = 64
 # Bento argument keys written by bento.packaging.build_bento
 ARG_DOMAIN = "domain"
