@@ -154,13 +154,14 @@ def dataset_task(workdir: str, domain: str) -> str:
 @task
 def finetune_new_task(workdir: str, domain: str, data: str, device: str, seed: int, epochs: int) -> str:
     """Fine-tune the current base model on the new domain's data (paper 3.5)."""
-    from models.finetune import finetune
-
     from features.io import atomic_dir
+    from models.finetune import finetune
 
     layout = Layout.of(workdir)
     with atomic_dir(layout.domain_run(domain)) as tmp:
-        finetune(layout.base_run, domain, Path(data), tmp, epochs=epochs, seed=seed, device=device)
+        finetune(
+            layout.base_run, domain, Path(data), tmp, epochs=epochs, seed=seed, device=device, progress=False
+        )
     return str(layout.domain_run(domain))
 
 

@@ -48,13 +48,13 @@ def train_base_task(workdir: str, device: str, seed: int, epochs: int) -> str:
 @task
 def finetune_task(workdir: str, domain: str, device: str, seed: int, epochs: int) -> str:
     """Fine-tune the base model for one target domain (paper 3.5)."""
-    from models.finetune import finetune
-
     from features.io import atomic_dir
+    from models.finetune import finetune
 
     layout = Layout.of(workdir)
     with atomic_dir(layout.domain_run(domain)) as tmp:
-        finetune(layout.base_run, domain, layout.dataset, tmp, epochs=epochs, seed=seed, device=device)
+        finetune(layout.base_run, domain, layout.dataset, tmp, epochs=epochs, seed=seed, device=device,
+                 progress=False)
     return str(layout.domain_run(domain))
 
 
