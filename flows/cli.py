@@ -12,6 +12,8 @@ import typer
 app = typer.Typer()
 
 PRESETS = ("tiny", "demo", "bench")
+# Training epochs per preset when --epochs is not given: the demo must fit `make run` on 2 cores.
+PRESET_EPOCHS = {"tiny": 2, "demo": 1, "bench": 1}
 
 
 def configure_environment(workdir: Path, verbose: bool) -> None:
@@ -84,7 +86,7 @@ def pipeline_cmd(
         "", help="run training as this Prefect deployment (e.g. train-step/train-gpu) instead of in-process"
     ),
     smoke: bool = typer.Option(True, help="serve one domain and send it a real ranking request at the end"),
-    epochs: int = typer.Option(10, help="training epochs of the base model and of each fine-tune"),
+    epochs: int = typer.Option(0, help="epochs of the base training and each fine-tune (0: preset default)"),
     verbose: bool = typer.Option(False, help="show Prefect's INFO logs"),
 ) -> None:
     """The main job: simulate, validate, build features, train, package, roll out, onboard, serve once."""
@@ -105,7 +107,7 @@ def pipeline_cmd(
         device=device,
         gpu_deployment=gpu_deployment or None,
         smoke=smoke,
-        epochs=epochs,
+        epochs=epochs or PRESET_EPOCHS[preset],
     )
     Path(summary["workdir"], "pipeline_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     typer.echo(format_summary(summary))
