@@ -116,8 +116,15 @@ def train(
     params = {"workdir": str(layout.root), "device": device, "seed": seed, "epochs": epochs}
     if remote:
         from prefect.deployments import run_deployment
+        from prefect.exceptions import ObjectNotFound
 
-        run = run_deployment(remote, parameters=params, timeout=None)
+        try:
+            run = run_deployment(remote, parameters=params, timeout=None)
+        except ObjectNotFound:
+            raise RuntimeError(
+                f"GPU training deployment {remote!r} not found on the Prefect API: deploy it "
+                f"(prefect deploy --all) or unset {GPU_DEPLOYMENT_ENV} / gpu_deployment to train in-process"
+            ) from None
         if run.state is None or not run.state.is_completed():
             state = run.state.name if run.state else "unknown"
             raise RuntimeError(f"GPU training deployment {remote!r} ended in state {state}")

@@ -182,3 +182,24 @@ def test_onboard_bad_request_fails_fast_and_changes_nothing(
     with pytest.raises(OnboardingError, match=message):
         onboard_domain(domain, str(zone), str(layout.root))
     assert tree_digest(layout.root, skip=("prefect",)) == before
+
+
+def test_train_uses_the_gpu_deployment_when_configured(
+    tiny_pipeline: PipelineRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With DACDR_GPU_DEPLOYMENT set, `train` hands the step to run_deployment (never in-process).
+
+    The named deployment does not exist on the test API, so the flow run fails naming it, and the
+    runs folder is untouched: no training happened in this process.
+    """
+    from flows.common import GPU_DEPLOYMENT_ENV
+    from flows.train import train
+
+    layout = Layout.of(tiny_pipeline.workdir)
+    before = tree_digest(layout.runs)
+    monkeypatch.setenv(GPU_DEPLOYMENT_ENV, "train-step/not-deployed-here")
+    state = train(str(layout.root), device="cpu", epochs=1, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match="not-deployed-here"):
+        state.result()
+    assert tree_digest(layout.runs) == before
