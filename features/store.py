@@ -634,39 +634,11 @@ def historical_training_table(
 def _training_rows(
     logs: Path, base_logs: Path | None, train_end: str | None
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Target-domain impression rows with is_cold, in the direct builder's order, and the domain features.
+    """Target-domain impression rows with is_cold (the direct builder's selection) and domain features."""
+    from models.dataset import target_impressions
 
-    Mirrors models.dataset.build_training_table's row selection (the parity test holds them equal).
-    """
-    import numpy as np
-    import pyarrow.compute as pc
-
-    from features import io
-    from models.dataset import read_domains
-
-    domains = read_domains(logs, base_logs)
-    imps = io.read_table(logs, C.IMPRESSIONS)
-    targets = domains.filter(pc.equal(domains[C.ROLE], C.ROLE_TARGET))
-    unknown = sorted(set(pc.unique(imps[C.DOMAIN]).to_pylist()) - set(domains[C.DOMAIN].to_pylist()))
-    if unknown:
-        raise C.ContractError(f"{logs}/impressions: domain(s) {unknown} are not in the domains table")
-    imps = imps.filter(pc.is_in(imps[C.DOMAIN], targets[C.DOMAIN]))
-    if imps.num_rows == 0:
-        raise C.ContractError(
-            f"{logs}: no impressions in the target domain(s) {targets[C.DOMAIN].to_pylist()}"
-        )
-    imps = imps.sort_by(
-        [(c, "ascending") for c in (C.EVENT_TIME, C.REQUEST_ID, C.ITEM_ID, C.DOMAIN, C.USER_ID, C.LABEL)]
-    )
-    day_us = 86_400_000_000
-    days = imps[C.EVENT_TIME].cast(pa.int64()).to_numpy() // day_us
-    end_day = int(days.max()) if train_end is None else int(np.datetime64(train_end, "D").astype(np.int64))
-    warm = imps.filter(pa.array(days < end_day)).select([C.USER_ID, C.DOMAIN]).group_by([C.USER_ID, C.DOMAIN])
-    warm = warm.aggregate([])
-    key = pc.binary_join_element_wise(imps[C.DOMAIN], pc.cast(imps[C.USER_ID], pa.string()), "\x1f")
-    warm_key = pc.binary_join_element_wise(warm[C.DOMAIN], pc.cast(warm[C.USER_ID], pa.string()), "\x1f")
-    rows = imps.append_column(C.IS_COLD, pc.invert(pc.is_in(key, value_set=warm_key))).to_pandas()
-    return rows, C.domain_feature_columns(domains.column_names)
+    imps, domains = target_impressions(logs, base_logs, train_end)
+    return imps.to_pandas(), C.domain_feature_columns(domains.column_names)
 
 
 def write_training_dataset(

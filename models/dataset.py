@@ -102,19 +102,13 @@ def impression_days(table: pd.DataFrame) -> list[str]:
     return [_day_str(d) for d in np.unique(days)]
 
 
-def build_training_table(
-    logs: Path,
-    max_len: int = DEFAULT_MAX_LEN,
-    base_logs: Path | None = None,
-    train_end: str | None = None,
-) -> pd.DataFrame:
-    """One row per target-domain impression of `logs`, ordered by (event_time, request_id, item_id).
+def target_impressions(
+    logs: Path, base_logs: Path | None = None, train_end: str | None = None
+) -> tuple[pa.Table, pa.Table]:
+    """The training table's rows: target-domain impressions in row order, with is_cold; and the domains.
 
-    Columns: the impression columns, item side info (RESERVED_ID -1 when unknown), is_cold,
-    d_<feature> domain features (strings), then the seq_* columns (pd.ArrowDtype(list<int64>)).
-    `train_end` (YYYY-MM-DD) is the first day outside the training window; is_cold is True when
-    the user had no impression in the row's domain before it. Default: the last impression day.
-    `base_logs` supplies behaviors/items (and the source domain rows) an onboarding zone lacks.
+    Shared by this builder and the Feast path (features.store), so both select the same rows.
+    `train_end` (YYYY-MM-DD) is the first day outside the training window (default: the last day).
     """
     logs = Path(logs)
     base_logs = Path(base_logs) if base_logs is not None else None
@@ -122,9 +116,6 @@ def build_training_table(
         raise C.ContractError(f"{logs}: no {C.IMPRESSIONS!r} table")
     domains = read_domains(logs, base_logs)
     imps = io.read_table(logs, C.IMPRESSIONS)
-    behaviors = _read(logs, base_logs, C.BEHAVIORS)
-    items = _read(logs, base_logs, C.ITEMS)
-
     known = set(domains[C.DOMAIN].to_pylist())
     unknown = sorted(set(pc.unique(imps[C.DOMAIN]).to_pylist()) - known)
     if unknown:
@@ -152,7 +143,28 @@ def build_training_table(
     )
     key = pc.binary_join_element_wise(imps[C.DOMAIN], pc.cast(imps[C.USER_ID], pa.string()), "\x1f")
     warm_key = pc.binary_join_element_wise(warm[C.DOMAIN], pc.cast(warm[C.USER_ID], pa.string()), "\x1f")
-    is_cold = pc.invert(pc.is_in(key, value_set=warm_key))
+    return imps.append_column(C.IS_COLD, pc.invert(pc.is_in(key, value_set=warm_key))), domains
+
+
+def build_training_table(
+    logs: Path,
+    max_len: int = DEFAULT_MAX_LEN,
+    base_logs: Path | None = None,
+    train_end: str | None = None,
+) -> pd.DataFrame:
+    """One row per target-domain impression of `logs`, ordered by (event_time, request_id, item_id).
+
+    Columns: the impression columns, item side info (RESERVED_ID -1 when unknown), is_cold,
+    d_<feature> domain features (strings), then the seq_* columns (pd.ArrowDtype(list<int64>)).
+    `train_end` (YYYY-MM-DD) is the first day outside the training window; is_cold is True when
+    the user had no impression in the row's domain before it. Default: the last impression day.
+    `base_logs` supplies behaviors/items (and the source domain rows) an onboarding zone lacks.
+    """
+    logs = Path(logs)
+    base_logs = Path(base_logs) if base_logs is not None else None
+    imps, domains = target_impressions(logs, base_logs, train_end)
+    behaviors = _read(logs, base_logs, C.BEHAVIORS)
+    items = _read(logs, base_logs, C.ITEMS)
 
     item_pos = pc.index_in(imps[C.ITEM_ID], value_set=items[C.ITEM_ID])
     if pc.count_distinct(items[C.ITEM_ID]).as_py() != items.num_rows:
@@ -162,7 +174,7 @@ def build_training_table(
     cols: dict[str, pa.ChunkedArray | pa.Array] = {c: imps[c] for c in C.columns(C.IMPRESSIONS)}
     for c in C.SIDE_INFO:
         cols[c] = pc.fill_null(pc.take(items[c], item_pos), RESERVED_ID)
-    cols[C.IS_COLD] = is_cold
+    cols[C.IS_COLD] = imps[C.IS_COLD]
     feats = C.domain_feature_columns(domains.column_names)
     dom_pos = pc.index_in(imps[C.DOMAIN], value_set=domains[C.DOMAIN])
     for f in feats:
