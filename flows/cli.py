@@ -12,8 +12,6 @@ import typer
 app = typer.Typer()
 
 PRESETS = ("tiny", "demo", "bench")
-# Training epochs per preset when --epochs is not given: the demo must fit `make run` on 2 cores.
-PRESET_EPOCHS = {"tiny": 2, "demo": 1, "bench": 1}
 
 
 def configure_environment(workdir: Path, verbose: bool) -> None:
@@ -86,19 +84,23 @@ def pipeline_cmd(
         "", help="run training as this Prefect deployment (e.g. train-step/train-gpu) instead of in-process"
     ),
     smoke: bool = typer.Option(True, help="serve one domain and send it a real ranking request at the end"),
-    epochs: int = typer.Option(0, help="epochs of the base training and each fine-tune (0: preset default)"),
+    epochs: int = typer.Option(0, help="epochs of base training and each fine-tune (0: the preset's budget)"),
     verbose: bool = typer.Option(False, help="show Prefect's INFO logs"),
 ) -> None:
     """The main job: simulate, validate, build features, train, package, roll out, onboard, serve once."""
     if preset not in PRESETS:
         raise typer.BadParameter(f"must be one of {list(PRESETS)}, got {preset!r}", param_hint="--preset")
     configure_environment(workdir, verbose)
+    from flows.pipeline import pipeline
+
     if not verbose:
+        import logging
         import warnings
 
-        # third-party deprecation chatter (ibis, feast) would bury the stage progress lines
+        # third-party deprecation chatter (ibis, feast, bentoml) would bury the stage progress
+        # lines; Prefect routes warnings through the `py.warnings` logger, so quiet both paths.
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-    from flows.pipeline import pipeline
+        logging.getLogger("py.warnings").setLevel(logging.ERROR)
 
     summary = pipeline(
         preset=preset,
@@ -107,7 +109,7 @@ def pipeline_cmd(
         device=device,
         gpu_deployment=gpu_deployment or None,
         smoke=smoke,
-        epochs=epochs or PRESET_EPOCHS[preset],
+        epochs=epochs or None,
     )
     Path(summary["workdir"], "pipeline_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     typer.echo(format_summary(summary))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,25 @@ from flows.featurize import features
 from flows.ingest import ingest
 from flows.onboard import onboard_domain
 from flows.package import package, rollout
-from flows.train import DEFAULT_EPOCHS, train
+from flows.train import train
+
+
+@dataclass(frozen=True)
+class TrainBudget:
+    """How much training the main job affords per preset (CPU-only machines set the pace)."""
+
+    epochs: int
+    batch_size: int
+    finetune_batch_size: int
+    max_batches: int | None  # cap on the base model's batches per epoch; None = full epochs
+
+
+PRESET_BUDGETS: dict[str, TrainBudget] = {
+    "tiny": TrainBudget(epochs=2, batch_size=1024, finetune_batch_size=256, max_batches=None),
+    # demo/bench: large batches and a capped base epoch keep `make run` within minutes on 2 cores
+    "demo": TrainBudget(epochs=1, batch_size=4096, finetune_batch_size=2048, max_batches=120),
+    "bench": TrainBudget(epochs=1, batch_size=8192, finetune_batch_size=4096, max_batches=200),
+}
 
 
 @dataclass
@@ -169,9 +187,16 @@ def pipeline(
     device: str = "auto",
     gpu_deployment: str | None = None,
     smoke: bool = True,
-    epochs: int = DEFAULT_EPOCHS,
+    epochs: int | None = None,
 ) -> dict[str, Any]:
-    """The main job end to end; returns the summary (also printed by `dacdr pipeline`)."""
+    """The main job end to end; returns the summary (also printed by `dacdr pipeline`).
+
+    Training follows the preset's TrainBudget; `epochs` overrides its epoch count.
+    """
+    if preset not in PRESET_BUDGETS:
+        raise ValueError(f"preset must be one of {sorted(PRESET_BUDGETS)}, got {preset!r}")
+    budget = PRESET_BUDGETS[preset]
+    epochs = epochs or budget.epochs
     layout = Layout.of(workdir)
     use_bentoml_home(layout)
     clock = StageClock()
@@ -187,7 +212,11 @@ def pipeline(
         end = (date.fromisoformat(days[-1]) + timedelta(days=1)).isoformat()
         features(root, end=end)
     with clock.stage("train base + fine-tune per domain"):
-        metrics = train(root, gpu_deployment=gpu_deployment, device=device, seed=seed, epochs=epochs)
+        metrics = train(
+            root, gpu_deployment=gpu_deployment, device=device, seed=seed, epochs=epochs,
+            batch_size=budget.batch_size, finetune_batch_size=budget.finetune_batch_size,
+            max_batches=budget.max_batches,
+        )
     domains = sorted(metrics)
     with clock.stage("package Bentos"):
         tags = package(root, domains)
@@ -215,6 +244,7 @@ def pipeline(
         "bentos": tags,
         "rollout": decisions,
         "smoke": answer,
+        "budget": {**asdict(budget), "epochs": epochs},
         "stage_seconds": clock.seconds,
         "total_seconds": time.perf_counter() - clock.started,
     }

@@ -20,7 +20,10 @@ from prefect.artifacts import create_table_artifact
 from flows.common import GPU_DEPLOYMENT_ENV, Layout, retry_transient
 
 GPU_STEP_FLOW = "train-step"
-DEFAULT_EPOCHS = 10  # models.train.train's default; kept here so importing flows stays light
+# models.train.train's / models.finetune.finetune's defaults, spelled here so importing flows stays light
+DEFAULT_EPOCHS = 10
+DEFAULT_BATCH = 1024
+DEFAULT_FINETUNE_BATCH = 256
 
 
 @task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_transient)
@@ -34,19 +37,22 @@ def training_table_task(workdir: str) -> dict[str, Any]:
 
 
 @task
-def train_base_task(workdir: str, device: str, seed: int, epochs: int) -> str:
+def train_base_task(
+    workdir: str, device: str, seed: int, epochs: int, batch_size: int, max_batches: int | None
+) -> str:
     """Train the base DACDR over every target domain (replaces the previous base run)."""
     from features.io import atomic_dir
     from models.train import train
 
     layout = Layout.of(workdir)
     with atomic_dir(layout.base_run) as tmp:
-        train(layout.dataset, tmp, model="dacdr", device=device, seed=seed, epochs=epochs, progress=False)
+        train(layout.dataset, tmp, model="dacdr", device=device, seed=seed, epochs=epochs,
+              batch_size=batch_size, max_batches_per_epoch=max_batches, progress=False)
     return str(layout.base_run)
 
 
 @task
-def finetune_task(workdir: str, domain: str, device: str, seed: int, epochs: int) -> str:
+def finetune_task(workdir: str, domain: str, device: str, seed: int, epochs: int, batch_size: int) -> str:
     """Fine-tune the base model for one target domain (paper 3.5)."""
     from features.io import atomic_dir
     from models.finetune import finetune
@@ -54,7 +60,7 @@ def finetune_task(workdir: str, domain: str, device: str, seed: int, epochs: int
     layout = Layout.of(workdir)
     with atomic_dir(layout.domain_run(domain)) as tmp:
         finetune(layout.base_run, domain, layout.dataset, tmp, epochs=epochs, seed=seed, device=device,
-                 progress=False)
+                 batch_size=batch_size, progress=False)
     return str(layout.domain_run(domain))
 
 
@@ -74,18 +80,22 @@ def train_step(
     device: str = "auto",
     seed: int = 0,
     epochs: int = DEFAULT_EPOCHS,
+    batch_size: int = DEFAULT_BATCH,
+    finetune_batch_size: int = DEFAULT_FINETUNE_BATCH,
+    max_batches: int | None = None,
 ) -> dict[str, Any]:
     """The GPU step: train the base model, fine-tune one model per target domain, evaluate each.
 
+    `max_batches` caps the base model's batches per epoch (a time budget for CPU-only demos).
     Writes runs/base, runs/<domain> and runs/metrics.json under the workdir.
     """
     layout = Layout.of(workdir)
     manifest = json.loads((layout.dataset / "manifest.json").read_text())
     targets = domains or target_domains(manifest)
-    train_base_task(workdir, device, seed, epochs)
+    train_base_task(workdir, device, seed, epochs, batch_size, max_batches)
     metrics = {}
     for domain in targets:
-        run = finetune_task(workdir, domain, device, seed, epochs)
+        run = finetune_task(workdir, domain, device, seed, epochs, finetune_batch_size)
         metrics[domain] = evaluate_task(run, str(layout.dataset), domain)
     layout.metrics.write_text(json.dumps(metrics, indent=2, sort_keys=True))
     return metrics
@@ -105,6 +115,9 @@ def train(
     device: str = "auto",
     seed: int = 0,
     epochs: int = DEFAULT_EPOCHS,
+    batch_size: int = DEFAULT_BATCH,
+    finetune_batch_size: int = DEFAULT_FINETUNE_BATCH,
+    max_batches: int | None = None,
 ) -> dict[str, Any]:
     """Training table through Feast -> training step (GPU deployment or in-process) -> metrics artifact.
 
@@ -113,7 +126,10 @@ def train(
     layout = Layout.of(workdir)
     training_table_task(workdir)
     remote = gpu_deployment or os.environ.get(GPU_DEPLOYMENT_ENV) or None
-    params = {"workdir": str(layout.root), "device": device, "seed": seed, "epochs": epochs}
+    params = {
+        "workdir": str(layout.root), "device": device, "seed": seed, "epochs": epochs,
+        "batch_size": batch_size, "finetune_batch_size": finetune_batch_size, "max_batches": max_batches,
+    }
     if remote:
         from prefect.deployments import run_deployment
         from prefect.exceptions import ObjectNotFound
