@@ -29,13 +29,17 @@ class StageResult:
 
 
 def init_global_bias(model: nn.Module, train_t: dict[str, torch.Tensor]) -> None:
-    """Start the global bias at the logit of the ctr base rate (as train.init_output_bias does for DACDR)."""
-    ctr = train_t["task"] == 0
-    if not isinstance(model, BaselineModel) or not ctr.any():
+    """Start the global bias at the ctr base rate's logit (as train.init_output_bias does for DACDR), or,
+    with rating rows only, at their mean minus the rating offset."""
+    if not isinstance(model, BaselineModel):
         return
-    rate = float(train_t["label"][ctr].mean().clamp(1e-4, 1 - 1e-4))
+    ctr = train_t["task"] == 0
     with torch.no_grad():
-        model.global_bias.fill_(math.log(rate / (1 - rate)))
+        if ctr.any():
+            rate = float(train_t["label"][ctr].mean().clamp(1e-4, 1 - 1e-4))
+            model.global_bias.fill_(math.log(rate / (1 - rate)))
+        elif len(ctr):
+            model.global_bias.fill_(float(train_t["label"].mean()) - model.cfg.rating_offset)
 
 
 def run_fit(
