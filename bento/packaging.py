@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,9 @@ SUMMARY_FILE = "dacdr.json"
 SERVICE = "bento.service:DacdrService"
 # the Bento's source: the service and the model/feature code it imports (no training entry point
 # is called at serve time; the packages come whole because the service imports them by name)
-BENTO_INCLUDE = ["bento/*.py", "models/*.py", "models/**/*.py", "features/*.py", "features/feature_repo/*"]
-BENTO_EXCLUDE = ["**/__pycache__", "tests", ".venv"]
+BENTO_PACKAGES_SRC = ("bento", "models", "features")
+BENTO_INCLUDE = ["bento/**/*.py", "models/**/*.py", "features/**/*.py", "features/feature_repo/*.yaml"]
+BENTO_EXCLUDE = ["**/__pycache__"]
 BENTO_PACKAGES = ["torch", "numpy", "pandas<3", "pyarrow", "feast[duckdb]==0.67.0", "bentoml>=1.4.40,<1.5"]
 
 
@@ -144,19 +146,26 @@ def build_bento(
     args: dict[str, str] = {ARG_DOMAIN: domain, ARG_MODEL_TAG: tag}
     if feast_repo is not None:
         args[ARG_FEAST_REPO] = str(Path(feast_repo).resolve())
-    bento = bentoml.bentos.build(
-        SERVICE,
-        name=name,
-        version=version,
-        labels={"domain": domain, "model": tag},
-        description=f"DACDR ranking service for domain {domain} (model {tag})",
-        include=BENTO_INCLUDE,
-        exclude=BENTO_EXCLUDE,
-        python={"packages": BENTO_PACKAGES, "lock_packages": False},
-        models=[tag],
-        build_ctx=str(project_root()),
-        args=args,
-    )
+    # a build context holding only the three packages: BentoML walks every file under the context
+    # (the repo's .venv alone is ~60k files)
+    with tempfile.TemporaryDirectory(prefix="dacdr-bento-") as ctx:
+        for pkg in BENTO_PACKAGES_SRC:
+            shutil.copytree(
+                project_root() / pkg, Path(ctx) / pkg, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        bento = bentoml.bentos.build(
+            SERVICE,
+            name=name,
+            version=version,
+            labels={"domain": domain, "model": tag},
+            description=f"DACDR ranking service for domain {domain} (model {tag})",
+            include=BENTO_INCLUDE,
+            exclude=BENTO_EXCLUDE,
+            python={"packages": BENTO_PACKAGES, "lock_packages": False},
+            models=[tag],
+            build_ctx=ctx,
+            args=args,
+        )
     return str(bento.tag)
 
 
