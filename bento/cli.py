@@ -71,7 +71,7 @@ def rollout_cmd(
     ),
     build: bool = typer.Option(True, help="Rebuild the Bento dacdr-<domain> when production changes."),
 ) -> None:
-    """Promote a model if its holdout AUC >= the production model's on the same rows."""
+    """Promote a model if its holdout AUC >= the production model's (same rows with --dataset)."""
     from bento.packaging import build_bento
     from bento.rollout import holdout_auc, rollout
 
