@@ -8,7 +8,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from models.spec import FeatureSpec
+from models.spec import FeatureSpec, trim_padding
 
 
 def resolve_device(device: str) -> torch.device:
@@ -33,7 +33,8 @@ def predict_tensors(
     out = np.empty(n, dtype=np.float64)
     use_bf16 = device.type == "cuda"
     for lo in range(0, n, batch_size):
-        part = {k: v[lo: lo + batch_size].to(device, non_blocking=True) for k, v in batch.items()}
+        part = trim_padding({k: v[lo: lo + batch_size] for k, v in batch.items()})
+        part = {k: v.to(device, non_blocking=True) for k, v in part.items()}
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
             raw = model(part).float()
         pred = torch.where(part["task"] == 0, torch.sigmoid(raw), raw)

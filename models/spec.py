@@ -49,7 +49,22 @@ SEQ_KEYS: dict[str, str] = {
     C.SHOP_ID: "seq_shop",
 }
 SIDE_KEYS: dict[str, str] = {C.CATEGORY_ID: "category", C.BRAND_ID: "brand", C.SHOP_ID: "shop"}
+_SEQ_BATCH_KEYS = frozenset(SEQ_KEYS.values())
 
+
+
+def trim_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the leading all-padding positions shared by every row of a batch (left padding).
+
+    Attention and pooling mask padding, so the result is the same; the work shrinks from max_len
+    to the batch's longest real sequence (most users' histories are far shorter than max_len).
+    """
+    real = (batch["seq_item"] != 0).any(dim=1).any(dim=0)  # (L,) positions real in some row
+    L = real.numel()
+    start = int(real.int().argmax()) if bool(real.any()) else L - 1  # keep at least one position
+    if start == 0:
+        return batch
+    return {k: (v[..., start:] if k in _SEQ_BATCH_KEYS else v) for k, v in batch.items()}
 
 @dataclass
 class IntVocab:

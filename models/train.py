@@ -25,7 +25,7 @@ from torch import nn
 from models.checkpoint import atomic_save, checkpoint_dict, save_checkpoint
 from models.metrics import auc, rmse
 from models.predict import predict_tensors, resolve_device
-from models.spec import FeatureSpec, read_manifest
+from models.spec import FeatureSpec, read_manifest, trim_padding
 from models.zoo import get_entry
 
 SPLITS = ("train", "validation", "test")
@@ -81,10 +81,9 @@ class TensorFeed:
             n_batches = min(n_batches, max_batches)
         for i in range(n_batches):
             idx = order[i * batch_size: (i + 1) * batch_size]
-            batch = {}
-            for k, v in self.tensors.items():
-                part = v.index_select(0, idx)
-                batch[k] = part.pin_memory().to(self.device, non_blocking=True) if self.pin else part
+            batch = trim_padding({k: v.index_select(0, idx) for k, v in self.tensors.items()})
+            if self.pin:
+                batch = {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in batch.items()}
             yield batch
 
 
