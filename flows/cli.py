@@ -43,9 +43,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     """The main job's closing summary: rows, AUC vs oracle, Bentos, how to serve and watch."""
     root = summary["workdir"]
     lines = ["", "=" * 78, f"dacdr pipeline: preset {summary['preset']}, workdir {root}", "=" * 78]
-    lines.append("rows (all days)        read   accepted  quarantined")
+    lines.append(f"{'rows (events: all days)':<26} {'read':>10} {'accepted':>10} {'quarantined':>12}")
     for table, n in sorted(summary["rows"].items()):
-        lines.append(f"  {table:<16} {n['read']:>10} {n['accepted']:>10} {n['quarantined']:>12}")
+        lines.append(f"  {table:<24} {n['read']:>10} {n['accepted']:>10} {n['quarantined']:>12}")
     lines.append("holdout AUC per target domain (test day)   model   oracle")
     for domain, auc in summary["auc"].items():
         oracle = summary["oracle_auc"].get(domain, float("nan"))
