@@ -52,7 +52,7 @@ def test_pipeline_summary_accounts_for_every_row(tiny_pipeline: PipelineRun) -> 
     assert len(days) == 11
     curated = sum(pq.read_metadata(p.path).num_rows for p in C.list_partitions(layout.curated, C.IMPRESSIONS))
     assert curated == rows[C.IMPRESSIONS]["accepted"]
-    assert "rows (all days)" in tiny_pipeline.output and "Prefect UI" in tiny_pipeline.output
+    assert "rows (events: all days)" in tiny_pipeline.output and "Prefect UI" in tiny_pipeline.output
 
 
 def test_pipeline_trains_packages_and_rolls_out_every_domain(tiny_pipeline: PipelineRun) -> None:
