@@ -187,7 +187,8 @@ def _as_table(df: pd.DataFrame | pa.Table) -> pa.Table:
     """A training-table frame as an arrow Table (list columns stay columnar)."""
     if isinstance(df, pa.Table):
         return df
-    return pa.Table.from_pandas(df, preserve_index=False)
+    # pandas metadata would name ArrowDtype(list) columns in a form pandas cannot parse back
+    return pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None)
 
 
 @dataclass
