@@ -494,6 +494,12 @@ def _mean_std(x: pd.Series) -> str:
     return f"{x.mean():.4f} ± {x.std(ddof=1):.4f}" if len(x) > 1 else f"{x.mean():.4f}"
 
 
+def _auc_cell(aucs: pd.Series, oracle: float | None) -> str:
+    """'mean ± std (gap to the oracle)' of one model and domain."""
+    cell = _mean_std(aucs)
+    return cell if oracle is None or aucs.dropna().empty else f"{cell} ({aucs.mean() - oracle:+.3f})"
+
+
 def budget_line(cfg: ExperimentConfig, quick: bool, seeds: int) -> str:
     """One line stating the shared budget of a run."""
     return (f"Budget: {'--quick ' if quick else ''}epochs={cfg.epochs}, batch={cfg.batch_size}, lr={cfg.lr}, "
@@ -534,13 +540,15 @@ def write_ctr_report(
     lines = [
         "# Multi-domain CTR experiment (paper Table 2)",
         "",
-        f"{note}{budget_line(cfg, quick, seeds)} Test AUC, mean ± std over seeds.",
+        f"{note}{budget_line(cfg, quick, seeds)} Test AUC, mean ± std over seeds "
+        "(in brackets: the gap to the oracle AUC of the true click probabilities, when known).",
         "",
         "| model | " + " | ".join(domains) + " | paper #1 | paper #2 | paper #3 |",
         "|---|" + "---|" * (len(domains) + 3),
     ]
     for m in models:
-        cells = [_mean_std(g.get_group((m, d))["auc"]) if (m, d) in g.groups else "n/a" for d in domains]
+        cells = [_auc_cell(g.get_group((m, d))["auc"], oracle.get(d)) if (m, d) in g.groups else "n/a"
+                 for d in domains]
         paper = PAPER_TABLE2.get(m)
         pcells = [f"{v:.4f}" for v in paper] if paper else ["–"] * 3
         lines.append(f"| {m} | " + " | ".join(cells) + " | " + " | ".join(pcells) + " |")
