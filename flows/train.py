@@ -52,7 +52,9 @@ def train_base_task(
 
 
 @task
-def finetune_task(workdir: str, domain: str, device: str, seed: int, epochs: int, batch_size: int) -> str:
+def finetune_task(
+    workdir: str, domain: str, device: str, seed: int, epochs: int, batch_size: int, max_batches: int | None
+) -> str:
     """Fine-tune the base model for one target domain (paper 3.5)."""
     from features.io import atomic_dir
     from models.finetune import finetune
@@ -60,7 +62,7 @@ def finetune_task(workdir: str, domain: str, device: str, seed: int, epochs: int
     layout = Layout.of(workdir)
     with atomic_dir(layout.domain_run(domain)) as tmp:
         finetune(layout.base_run, domain, layout.dataset, tmp, epochs=epochs, seed=seed, device=device,
-                 batch_size=batch_size, progress=False)
+                 batch_size=batch_size, progress=False, max_batches_per_epoch=max_batches)
     return str(layout.domain_run(domain))
 
 
@@ -86,7 +88,7 @@ def train_step(
 ) -> dict[str, Any]:
     """The GPU step: train the base model, fine-tune one model per target domain, evaluate each.
 
-    `max_batches` caps the base model's batches per epoch (a time budget for CPU-only demos).
+    `max_batches` caps the batches per epoch of the base model and of each fine-tune (a CPU time budget).
     Writes runs/base, runs/<domain> and runs/metrics.json under the workdir.
     """
     layout = Layout.of(workdir)
@@ -95,7 +97,7 @@ def train_step(
     train_base_task(workdir, device, seed, epochs, batch_size, max_batches)
     metrics = {}
     for domain in targets:
-        run = finetune_task(workdir, domain, device, seed, epochs, finetune_batch_size)
+        run = finetune_task(workdir, domain, device, seed, epochs, finetune_batch_size, max_batches)
         metrics[domain] = evaluate_task(run, str(layout.dataset), domain)
     layout.metrics.write_text(json.dumps(metrics, indent=2, sort_keys=True))
     return metrics

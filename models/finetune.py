@@ -69,6 +69,7 @@ def finetune(
     lr: float = 2e-3,
     patience: int = 2,
     progress: bool = True,
+    max_batches_per_epoch: int | None = None,
 ) -> Path:
     """Fine-tune BASE/checkpoint.pt on `domain`'s rows of dataset `data`; returns the new run dir `out`."""
     base, data, out = Path(base), Path(data), Path(out)
@@ -86,7 +87,8 @@ def finetune(
     grow_for_spec(model, spec)
     trained = freeze_for_finetune(model)
     cfg = TrainConfig(model=base_meta["model_name"], device=device, seed=seed, epochs=epochs,
-                      batch_size=batch_size, lr=lr, patience=patience, progress=progress)
+                      batch_size=batch_size, lr=lr, patience=patience, progress=progress,
+                      max_batches_per_epoch=max_batches_per_epoch)
     meta = json_safe({
         "model_name": base_meta["model_name"], "data": str(data), "seed": seed, "finetuned_from": str(base),
         "finetune_domain": domain, "spec_added": added, "trained_parameters": trained,
