@@ -650,49 +650,12 @@ def write_training_dataset(
     base_logs: Path | str | None = None,
 ) -> Path:
     """models.dataset.build_dataset's output (splits + manifest.json), with the table built through Feast."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from features import io
-    from models.dataset import MANIFEST, impression_days, read_domains, split_by_time, training_schema
+    from models.dataset import read_domains, training_window_end, write_dataset
 
     logs = Path(logs)
     base = None if base_logs is None else Path(base_logs)
     domains = read_domains(logs, base)
-    targets = domains.filter(pc.equal(domains[C.ROLE], C.ROLE_TARGET))[C.DOMAIN]
-    imps = io.read_table(logs, C.IMPRESSIONS)
-    days = impression_days(imps.filter(pc.is_in(imps[C.DOMAIN], targets)).to_pandas())
-    if len(days) < test_days + val_days + 1:
-        raise ValueError(
-            f"{logs}: target impressions span {len(days)} day(s); {test_days} test + {val_days} validation "
-            f"day(s) need at least {test_days + val_days + 1}"
-        )
-    max_len = built_max_len(workdir)
-    table = historical_training_table(workdir, logs, base_logs=base, train_end=days[-test_days])
-    splits = split_by_time(table, test_days=test_days, val_days=val_days)
-    schema = training_schema(table)
-    names = domains[C.DOMAIN].to_pylist()
-    task_of = dict(zip(names, domains[C.TASK].to_pylist(), strict=True))
-    role_of = dict(zip(names, domains[C.ROLE].to_pylist(), strict=True))
-    from features.sequences import RESERVED_ID
-
-    manifest = {
-        "max_len": max_len,
-        "behavior_types": list(C.BEHAVIOR_TYPES),
-        "seq_fields": list(C.SEQ_FIELDS),
-        "reserved_id": RESERVED_ID,
-        "domain_features": C.domain_feature_columns(domains.column_names),
-        "domains": {d: {"task": task_of[d], "role": role_of[d]} for d in sorted(task_of)},
-        "target_domains": sorted(d for d in role_of if role_of[d] == C.ROLE_TARGET),
-        "columns": schema.names,
-        "days": {k: impression_days(v) for k, v in splits.items()},
-        "rows": {k: len(v) for k, v in splits.items()},
-        "label_rate": {k: (float(v[C.LABEL].mean()) if len(v) else None) for k, v in splits.items()},
-        "source": "feast",
-    }
-    with io.atomic_dir(out) as tmp:
-        for name, frame in splits.items():
-            tbl = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-            pq.write_table(tbl.replace_schema_metadata(None), tmp / f"{name}.parquet")
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return Path(out)
+    train_end = training_window_end(logs, domains, test_days, val_days)
+    table = historical_training_table(workdir, logs, base_logs=base, train_end=train_end)
+    return write_dataset(table, domains, Path(out), built_max_len(workdir), test_days, val_days,
+                         extra={"source": "feast"})

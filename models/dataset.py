@@ -235,20 +235,12 @@ def training_schema(table: pd.DataFrame) -> pa.Schema:
     return pa.schema(fields)
 
 
-def build_dataset(
-    logs: Path,
-    out: Path,
-    max_len: int = DEFAULT_MAX_LEN,
-    test_days: int = 1,
-    val_days: int = 1,
-    base_logs: Path | None = None,
-) -> Path:
-    """Write out/{train,validation,test}.parquet and out/manifest.json atomically; returns `out`."""
+def training_window_end(logs: Path, domains: pa.Table, test_days: int, val_days: int) -> str:
+    """First test day (YYYY-MM-DD) of a zone's target impressions; ValueError when too few days."""
     logs = Path(logs)
-    imps = io.read_table(logs, C.IMPRESSIONS) if _has_table(logs, C.IMPRESSIONS) else None
-    if imps is None:
+    if not _has_table(logs, C.IMPRESSIONS):
         raise C.ContractError(f"{logs}: no {C.IMPRESSIONS!r} table")
-    domains = read_domains(logs, Path(base_logs) if base_logs is not None else None)
+    imps = io.read_table(logs, C.IMPRESSIONS)
     targets = domains.filter(pc.equal(domains[C.ROLE], C.ROLE_TARGET))[C.DOMAIN]
     days = np.unique(_utc_days(imps.filter(pc.is_in(imps[C.DOMAIN], targets))[C.EVENT_TIME]))
     if len(days) < test_days + val_days + 1:
@@ -256,8 +248,22 @@ def build_dataset(
             f"{logs}: target impressions span {len(days)} day(s); {test_days} test + {val_days} validation "
             f"day(s) need at least {test_days + val_days + 1}"
         )
-    train_end = _day_str(days[-test_days])
-    table = build_training_table(logs, max_len=max_len, base_logs=base_logs, train_end=train_end)
+    return _day_str(days[-test_days])
+
+
+def write_dataset(
+    table: pd.DataFrame,
+    domains: pa.Table,
+    out: Path,
+    max_len: int,
+    test_days: int = 1,
+    val_days: int = 1,
+    extra: dict | None = None,
+) -> Path:
+    """Split a training table by time and write the splits + manifest.json atomically; returns `out`.
+
+    The one writer of a dataset dir, whether the table was built from logs or through Feast.
+    """
     splits = split_by_time(table, test_days=test_days, val_days=val_days)
     schema = training_schema(table)
     task_of = dict(zip(domains[C.DOMAIN].to_pylist(), domains[C.TASK].to_pylist(), strict=True))
@@ -274,6 +280,7 @@ def build_dataset(
         "days": {k: impression_days(v) for k, v in splits.items()},
         "rows": {k: len(v) for k, v in splits.items()},
         "label_rate": {k: (float(v[C.LABEL].mean()) if len(v) else None) for k, v in splits.items()},
+        **(extra or {}),
     }
     with io.atomic_dir(out) as tmp:
         for name, frame in splits.items():
@@ -282,6 +289,22 @@ def build_dataset(
             pq.write_table(tbl.replace_schema_metadata(None), tmp / f"{name}.parquet")
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return Path(out)
+
+
+def build_dataset(
+    logs: Path,
+    out: Path,
+    max_len: int = DEFAULT_MAX_LEN,
+    test_days: int = 1,
+    val_days: int = 1,
+    base_logs: Path | None = None,
+) -> Path:
+    """Write out/{train,validation,test}.parquet and out/manifest.json atomically; returns `out`."""
+    logs = Path(logs)
+    domains = read_domains(logs, Path(base_logs) if base_logs is not None else None)
+    train_end = training_window_end(logs, domains, test_days, val_days)
+    table = build_training_table(logs, max_len=max_len, base_logs=base_logs, train_end=train_end)
+    return write_dataset(table, domains, out, max_len, test_days, val_days)
 
 
 __all__ = [
@@ -294,4 +317,6 @@ __all__ = [
     "sequence_columns",
     "split_by_time",
     "training_schema",
+    "training_window_end",
+    "write_dataset",
 ]
