@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from models.layers import DomainAwareCrossAttention, mlp
+from models.layers import DomainAwareCrossAttention, PackedSeq, mlp
 from models.spec import FeatureSpec
 
 # module-name prefixes trained by fine-tuning (paper 3.5): e_d, target item table, W^Q/W^K/W^V
@@ -125,13 +125,15 @@ class DACDR(nn.Module):
              self.brand(batch["brand"]), self.shop(batch["shop"])],
             dim=-1,
         )
-        mask = batch["seq_item"] != 0  # (B,NB,L) real positions
-        # sequence elements: padding index 0 embeds to zero rows, so no masking of the parts is needed
-        seq_parts = [self.item_src(batch["seq_item"])]  # [(B,NB,L,k)]
-        side_parts = [self.category(batch["seq_category"]), self.brand(batch["seq_brand"]),
-                      self.shop(batch["seq_shop"])]  # 3 x (B,NB,L,k)
-        z_seq, ad_seq, ai_seq = self.attn_seq(seq_parts, self.behavior_seq.weight, mask, e_d, e_v)  # (B,NB,A)
-        z_side, ad_side, ai_side = self.attn_side(side_parts, self.behavior_side.weight, mask, e_d, e_v)
+        packed = PackedSeq.from_mask(batch["seq_item"] != 0)  # the N real positions of (B,NB,L)
+        # sequence elements, real positions only (sparse: most of the B*NB*L slots are padding)
+        seq_parts = [self.item_src(packed.gather(batch["seq_item"]))]  # [(N,k)]
+        side_parts = [self.category(packed.gather(batch["seq_category"])),
+                      self.brand(packed.gather(batch["seq_brand"])),
+                      self.shop(packed.gather(batch["seq_shop"]))]  # 3 x (N,k)
+        # (B,NB,A), (B,NB,L), (B,NB,L)
+        z_seq, ad_seq, ai_seq = self.attn_seq(seq_parts, self.behavior_seq.weight, packed, e_d, e_v)
+        z_side, ad_side, ai_side = self.attn_side(side_parts, self.behavior_side.weight, packed, e_d, e_v)
         e_seq = z_seq.flatten(1)  # (B,NB*A): per-behaviour outputs flattened and concatenated
         e_side = z_side.flatten(1)  # (B,NB*A)
         u_hat = self.encoder(torch.cat([e_seq, e_side, e_d], dim=-1))  # (B,k) eq. 6

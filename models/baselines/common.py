@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.layers import PackedSeq
 from models.spec import FeatureSpec
 
 
@@ -149,15 +150,15 @@ class InputEmbeddings(nn.Module):
 
     def pooled_sequences(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, NB*k): per behaviour, the mean over real positions of item + category + brand + shop."""
-        mask = (batch["seq_item"] != 0).unsqueeze(-1).float()  # (B,NB,L,1)
+        packed = PackedSeq.from_mask(batch["seq_item"] != 0)  # real positions only (sequences are sparse)
         elem = (
-            self.item(batch["seq_item"])
-            + self.category(batch["seq_category"])
-            + self.brand(batch["seq_brand"])
-            + self.shop(batch["seq_shop"])
-        )  # pad rows are zero
-        pooled = elem.sum(2) / mask.sum(2).clamp(min=1.0)  # (B,NB,k); an empty sequence gives 0
-        return pooled.flatten(1)
+            self.item(packed.gather(batch["seq_item"]))
+            + self.category(packed.gather(batch["seq_category"]))
+            + self.brand(packed.gather(batch["seq_brand"]))
+            + self.shop(packed.gather(batch["seq_shop"]))
+        )  # (N,k)
+        pooled = packed.segment_sum(elem / packed.count.unsqueeze(-1))  # (B*NB,k); empty sequence -> 0
+        return pooled.view(len(batch["seq_item"]), -1)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, out_dim) concatenated input features."""
@@ -286,7 +287,9 @@ class TwoDomainMF(BaselineModel):
         return self.finish(raw, batch)
 
 
-def source_items(model: TwoDomainMF, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The user's source-sequence items as source-space vectors (B, NB*L, k) and their mask (B, NB*L)."""
-    seq = batch["seq_item"].flatten(1).long()
-    return model.item_src(seq), seq != 0
+def source_items(model: TwoDomainMF, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, PackedSeq]:
+    """The user's source-sequence items (all behaviours pooled, real positions only) as source-space
+    vectors (N, k), packed with one segment per batch row."""
+    seq = batch["seq_item"].flatten(1).unsqueeze(1)  # (B,1,NB*L): one sequence per row
+    packed = PackedSeq.from_mask(seq != 0)
+    return model.item_src(packed.gather(seq)), packed

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from models.baselines.common import BridgeConfig, TwoDomainMF, source_items
-from models.layers import masked_softmax
+from models.layers import segment_softmax
 
 BRIDGE_PARAMS: tuple[str, ...] = ("char_", "meta_")  # what stage 2 trains
 
@@ -30,9 +30,9 @@ class PTUPCDR(TwoDomainMF):
 
     def bridged_user(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """u_s W_u with W_u = meta(sum_j a_j v_j), a = softmax over the user's source items."""
-        items, mask = source_items(self, batch)  # (B,M,k), (B,M)
-        a = masked_softmax(self.char_attn(items).squeeze(-1), mask)  # (B,M)
-        p = torch.einsum("bm,bmk->bk", a, items)
+        items, packed = source_items(self, batch)  # (N,k) over the batch's real source items
+        a = segment_softmax(self.char_attn(items).squeeze(-1), packed)  # (N,) per-user softmax
+        p = packed.segment_sum(a.unsqueeze(-1).to(items.dtype) * items)  # (B,k); no items -> 0
         k = self.cfg.embed_dim
         w = self.meta_net(p).view(-1, k, k)
         return torch.bmm(self.user_src(batch["user"]).unsqueeze(1), w).squeeze(1)

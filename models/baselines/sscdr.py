@@ -31,10 +31,9 @@ class SSCDR(TwoDomainMF):
     def bridged_user(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(f(u_s) + mean_i f(v_i^s)) / 2 over the user's source items (f(u_s) alone if there are none)."""
         own = self.mapping(self.user_src(batch["user"]))
-        items, mask = source_items(self, batch)
-        m = mask.unsqueeze(-1).to(own.dtype)
-        n = m.sum(1)
-        hop = (self.mapping(items) * m).sum(1) / n.clamp(min=1.0)
+        items, packed = source_items(self, batch)  # (N,k)
+        hop = packed.segment_sum(self.mapping(items) / packed.count.unsqueeze(-1))  # (B,k) mean of f(v_i)
+        n = packed.segment_sum(torch.ones_like(packed.count)).unsqueeze(-1)  # (B,1) source items per user
         return torch.where(n > 0, 0.5 * (own + hop), own)
 
 

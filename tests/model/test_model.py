@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from features import contract as C
-from models.layers import DomainAwareCrossAttention, masked_softmax
+from models.layers import DomainAwareCrossAttention, PackedSeq, masked_softmax
 from models.spec import FeatureSpec
 from models.train import make_optimizers, task_loss
 from models.zoo import MODELS
@@ -68,7 +68,8 @@ def test_reassociated_attention_equals_per_position_form() -> None:
     parts = [p * mask.unsqueeze(-1) for p in parts]
     beh = torch.randn(NB, 2 * k)
     e_d, e_v = torch.randn(B, 3), torch.randn(B, 4)
-    e_z, a_d, a_i = att(parts, beh, mask, e_d, e_v)
+    packed = PackedSeq.from_mask(mask)
+    e_z, a_d, a_i = att([p.reshape(-1, k)[packed.pos] for p in parts], beh, packed, e_d, e_v)
     x = (torch.cat(parts, -1) + beh[None, :, None, :]) * mask.unsqueeze(-1)  # X_j
     n = mask.sum(-1, keepdim=True).float()
     q1 = att.w1_q(e_d)[:, None, None, :]
