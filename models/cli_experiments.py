@@ -11,6 +11,22 @@ experiment = typer.Typer(help="The paper's experiments: multi-domain CTR (Table 
                          no_args_is_help=True)
 app.add_typer(experiment, name="experiment")
 
+EPOCHS_HELP = "Epochs per model (default 10; --quick: 2)."
+MAX_BATCHES_HELP = "Cap on batches per epoch for every model (default: none; --quick: 30)."
+
+
+def budget(quick: bool, device: str, epochs: int | None, batch_size: int | None, max_batches: int | None,
+           lr: float | None, tune: bool | None):  # -> models.experiments.ExperimentConfig
+    """The shared budget: --quick or the full default, with any explicitly given field overriding it."""
+    from dataclasses import replace
+
+    from models.experiments import ExperimentConfig, quick_config
+
+    cfg = quick_config(device) if quick else ExperimentConfig(device=device)
+    given = {"epochs": epochs, "batch_size": batch_size, "max_batches_per_epoch": max_batches, "lr": lr,
+             "tune": tune}
+    return replace(cfg, **{k: v for k, v in given.items() if v is not None})
+
 
 @experiment.command("multidomain")
 def multidomain_cmd(
@@ -20,12 +36,17 @@ def multidomain_cmd(
     quick: bool = typer.Option(False, "--quick", help="CI-sized budget: 2 short epochs, no grid search."),
     model: list[str] | None = typer.Option(None, "--model", help="Only these models (repeatable)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help=EPOCHS_HELP),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Rows per batch (default 1024)."),
+    max_batches: int | None = typer.Option(None, "--max-batches-per-epoch", min=1, help=MAX_BATCHES_HELP),
+    lr: float | None = typer.Option(None, "--lr", min=0.0, help="Learning rate of every model."),
+    tune: bool | None = typer.Option(None, "--tune/--no-tune", help="Grid search on validation."),
 ) -> None:
     """Train every baseline, DACDR and its ablations on every target domain; report test AUC."""
     from features.contract import ContractError
-    from models.experiments import ExperimentConfig, multidomain, quick_config
+    from models.experiments import multidomain
 
-    cfg = quick_config(device) if quick else ExperimentConfig(device=device)
+    cfg = budget(quick, device, epochs, batch_size, max_batches, lr, tune)
     try:
         res = multidomain(logs, out, seeds=seeds, quick=quick, models=model or None, cfg=cfg)
     except (ContractError, ValueError, FileNotFoundError) as exc:
@@ -48,10 +69,15 @@ def coldstart_cmd(
     out: Path = typer.Option(..., "--out", help="Folder for results.csv, report.md, split manifests."),
     quick: bool = typer.Option(False, "--quick", help="CI-sized budget: 2 short epochs, no grid search."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help=EPOCHS_HELP),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Rows per batch (default 1024)."),
+    max_batches: int | None = typer.Option(None, "--max-batches-per-epoch", min=1, help=MAX_BATCHES_HELP),
+    lr: float | None = typer.Option(None, "--lr", min=0.0, help="Learning rate of every model."),
+    tune: bool | None = typer.Option(None, "--tune/--no-tune", help="Grid search on validation."),
 ) -> None:
     """Cold-start rating transfer: CMF, EMCDR, SSCDR, PTUPCDR, DACDR and the item-mean baseline."""
     from features.contract import ContractError
-    from models.experiments import ExperimentConfig, coldstart, quick_config
+    from models.experiments import coldstart
 
     # `--beta 0.2 0.5 0.8`: typer options take one value each, the rest arrive as extra arguments
     betas = list(beta)
@@ -61,7 +87,7 @@ def coldstart_cmd(
         except ValueError as exc:
             typer.echo(f"error: unexpected argument {extra!r} (only --beta takes several values)", err=True)
             raise typer.Exit(code=2) from exc
-    cfg = quick_config(device) if quick else ExperimentConfig(device=device)
+    cfg = budget(quick, device, epochs, batch_size, max_batches, lr, tune)
     try:
         res = coldstart(source, target, out, betas, seeds=seeds, quick=quick, cfg=cfg)
     except (ContractError, ValueError, FileNotFoundError) as exc:
