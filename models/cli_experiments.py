@@ -11,8 +11,9 @@ experiment = typer.Typer(help="The paper's experiments: multi-domain CTR (Table 
                          no_args_is_help=True)
 app.add_typer(experiment, name="experiment")
 
-EPOCHS_HELP = "Epochs per model (default 10; --quick: 2)."
-MAX_BATCHES_HELP = "Cap on batches per epoch for every model (default: none; --quick: 30)."
+EPOCHS_HELP = "Epochs per model (default 10; --quick: 3)."
+QUICK_HELP = "CI-sized budget: 3 epochs of <= 400 batches of 512, no grid search."
+MAX_BATCHES_HELP = "Cap on batches per epoch for every model (default: none; --quick: 400)."
 
 
 def budget(quick: bool, device: str, epochs: int | None, batch_size: int | None, max_batches: int | None,
@@ -33,7 +34,7 @@ def multidomain_cmd(
     logs: Path = typer.Option(..., "--logs", help="Landing zone (e.g. `dacdr simulate` output)."),
     out: Path = typer.Option(..., "--out", help="Folder for results.csv, report.md, chart.png, manifests."),
     seeds: int = typer.Option(3, "--seeds", min=1, help="Number of seeds (0..N-1) per model."),
-    quick: bool = typer.Option(False, "--quick", help="CI-sized budget: 2 short epochs, no grid search."),
+    quick: bool = typer.Option(False, "--quick", help=QUICK_HELP),
     model: list[str] | None = typer.Option(None, "--model", help="Only these models (repeatable)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help=EPOCHS_HELP),
@@ -67,7 +68,7 @@ def coldstart_cmd(
     ),
     seeds: int = typer.Option(3, "--seeds", min=1, help="Number of seeds (0..N-1) per model and beta."),
     out: Path = typer.Option(..., "--out", help="Folder for results.csv, report.md, split manifests."),
-    quick: bool = typer.Option(False, "--quick", help="CI-sized budget: 2 short epochs, no grid search."),
+    quick: bool = typer.Option(False, "--quick", help=QUICK_HELP),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help=EPOCHS_HELP),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Rows per batch (default 1024)."),

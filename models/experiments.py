@@ -152,9 +152,10 @@ class ExperimentConfig:
 
 
 def quick_config(device: str = "cpu") -> ExperimentConfig:
-    """CI-sized budget: 2 short epochs, no tuning (each model's first grid point)."""
+    """CI-sized budget: 3 epochs of at most 400 batches of 512 (three full passes over `tiny`), stop at
+    the first epoch without validation gain, no tuning (each model's first grid point)."""
     return ExperimentConfig(
-        epochs=2, batch_size=512, max_batches_per_epoch=30, patience=1, device=device, tune=False
+        epochs=3, batch_size=512, max_batches_per_epoch=400, patience=1, device=device, tune=False
     )
 
 

@@ -38,12 +38,9 @@ def test_multidomain_quick_on_tiny(tiny_logs: Path, tmp_path: Path) -> None:
     assert set(res["domain"]) == set(targets) and set(res["seed"]) == {0}
     assert res[["auc", "logloss", "gauc", "auc_warm"]].notna().all().all()
     mean = res.groupby("model")["auc"].mean()
-    # learned, under a ~1-epoch budget: the target-domain DNN and DACDR already beat item popularity and
-    # the zoo as a whole ranks above chance (several models do not beat popularity under --quick; the
-    # report says so, see docs/results.md)
-    for m in ("dnn_single", "dacdr"):
-        assert mean[m] > mean["popularity"], mean.sort_values().to_dict()
-    assert res["auc"].mean() > 0.5
+    # every model learned: its test AUC (mean over the target domains) beats item popularity's
+    losers = {m: round(v, 4) for m, v in mean.items() if m != "popularity" and v <= mean["popularity"]}
+    assert not losers, f"not better than popularity ({mean['popularity']:.4f}): {losers}"
     report = (out / "report.md").read_text()
     assert "oracle" in report and "paper #1" in report and "| dacdr |" in report
     assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
