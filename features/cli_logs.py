@@ -51,6 +51,26 @@ def import_amazon_cmd(
     typer.echo(json.dumps({**asdict(summary), "out": str(summary.out)}, indent=1))
 
 
+@import_app.command("amazon-sample")
+def amazon_sample_cmd(
+    out: Path = typer.Option(..., help="Folder for the (source, target) file pair."),
+    seed: int = typer.Option(0, help="Random seed; same seed, same files."),
+    users: int = typer.Option(400, min=3, help="Users rating the source category."),
+    items: int = typer.Option(300, min=2, help="Items per category."),
+    ratings_per_user: float = typer.Option(8.0, min=1.0, help="Mean ratings per user and category."),
+    fmt: str = typer.Option("ratings2014", "--format", help="ratings2014, ratings2018 or 5core."),
+) -> None:
+    """Write a synthetic Amazon-format (source, target) pair (taste shared across the two categories)."""
+    from features.importers import make_amazon_files
+
+    try:
+        src, tgt = make_amazon_files(out, seed, users, items, fmt, ratings_per_user)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps({"source": str(src), "target": str(tgt)}, indent=1))
+
+
 @app.command("check-logs")
 def check_logs_cmd(
     root: Path = typer.Argument(..., help="Landing-zone folder to check."),
