@@ -6,6 +6,10 @@ training does (seeded permutation, index_select, pinned + non_blocking copies on
 
     python benchmarks/train_throughput.py --device cpu --batch-sizes 1024 4096 8192
     python benchmarks/train_throughput.py --device cuda --batch-sizes 1024 4096 16384 65536 --compile
+    python benchmarks/train_throughput.py --dataset DATASET_DIR --batch-sizes 1024 --threads 1
+
+--dataset times real batches instead: rows sampled (seeded) from a `dacdr build-dataset` train split,
+with that data's vocabularies and sequence sparsity (on `demo` ~8 % of the B*NB*L slots are real).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import resource
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -65,12 +70,25 @@ def synthetic_tensors(cfg: BenchConfig, rows: int, gen: torch.Generator) -> dict
     }
 
 
-def build_model(cfg: BenchConfig, compile_dense: bool) -> DACDR:
+def dataset_tensors(data: Path, rows: int, seed: int) -> tuple[dict[str, torch.Tensor], DACDRConfig]:
+    """`rows` seeded rows of a dataset dir's train split, tensorized, and the DACDR config of its spec."""
+    import numpy as np
+
+    from models.spec import FeatureSpec, read_manifest
+    from models.train import read_split
+
+    train = read_split(data, "train")
+    spec = FeatureSpec.fit(train, read_manifest(data))
+    take = np.random.default_rng(seed).choice(train.num_rows, rows, replace=rows > train.num_rows)
+    return spec.tensorize(train.take(take)), DACDRConfig.from_spec(spec, {})
+
+
+def build_model(cfg: BenchConfig, compile_dense: bool, mc: DACDRConfig | None = None) -> DACDR:
     """DACDR at benchmark sizes; optionally torch.compile its dense parts (not the sparse tables)."""
-    mc = DACDRConfig(n_items=cfg.n_items, n_categories=cfg.n_categories, n_brands=cfg.n_brands,
-                     n_shops=cfg.n_shops, n_domains=8, feature_sizes=[10] * cfg.n_features,
-                     n_behaviors=cfg.n_behaviors, max_len=cfg.max_len, embed_dim=cfg.embed_dim,
-                     attn_dim=cfg.embed_dim)
+    mc = mc or DACDRConfig(n_items=cfg.n_items, n_categories=cfg.n_categories, n_brands=cfg.n_brands,
+                           n_shops=cfg.n_shops, n_domains=8, feature_sizes=[10] * cfg.n_features,
+                           n_behaviors=cfg.n_behaviors, max_len=cfg.max_len, embed_dim=cfg.embed_dim,
+                           attn_dim=cfg.embed_dim)
     model = DACDR(mc)
     if compile_dense:
         # inductor rejects sparse embedding gradients, so only the dense modules are compiled
@@ -88,13 +106,18 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_one(cfg: BenchConfig, batch_size: int, device: torch.device, compile_dense: bool) -> dict:
-    """Time `steps` training steps (after `warmup`) at one batch size."""
+def bench_one(cfg: BenchConfig, batch_size: int, device: torch.device, compile_dense: bool,
+              data: Path | None) -> dict:
+    """Time `steps` training steps (after `warmup`) at one batch size (synthetic or dataset rows)."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     rows = batch_size * (cfg.steps + cfg.warmup)
-    feed = TensorFeed(synthetic_tensors(cfg, rows, gen), device)
-    model = build_model(cfg, compile_dense).to(device)
+    if data is None:
+        tensors, mc = synthetic_tensors(cfg, rows, gen), None
+    else:
+        tensors, mc = dataset_tensors(data, rows, cfg.seed)
+    feed = TensorFeed(tensors, device)
+    model = build_model(cfg, compile_dense, mc).to(device)
     opts = make_optimizers(model, lr=1e-3, weight_decay=0.0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -130,18 +153,20 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="timed steps per batch size")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the dense modules")
+    ap.add_argument("--dataset", type=Path, default=None, help="time real rows of this dataset dir")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     cfg = BenchConfig(n_items=args.items, steps=args.steps)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}"
-    print(f"DACDR train step | device {name} | L={cfg.max_len} NB={cfg.n_behaviors} k={cfg.embed_dim} "
-          f"items={cfg.n_items:,} compile={args.compile}")
+    what = (f"dataset {args.dataset}" if args.dataset else
+            f"synthetic L={cfg.max_len} NB={cfg.n_behaviors} k={cfg.embed_dim} items={cfg.n_items:,}")
+    print(f"DACDR train step | device {name} | {what} | compile={args.compile}")
     print(f"{'batch':>7} {'samples/s':>11} {'step ms':>9} {'peak MiB':>9}")
     results = []
     for bs in args.batch_sizes:
-        r = bench_one(cfg, bs, device, args.compile)
+        r = bench_one(cfg, bs, device, args.compile, args.dataset)
         results.append(r)
         print(f"{bs:>7} {r['samples_per_s']:>11.0f} {r['step_ms']:>9.1f} {r['peak_mb']:>9.0f}", flush=True)
     base = results[0]["samples_per_s"]
