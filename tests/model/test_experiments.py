@@ -53,18 +53,24 @@ def test_coldstart_quick_on_amazon_files(tmp_path: Path) -> None:
     from features.importers import FORMAT_2014, make_amazon_files
     from models.experiments import COLDSTART_MODELS, RESULT_COLUMNS_RATING
 
-    src, tgt = make_amazon_files(tmp_path / "amz", seed=0, n_users=600, n_items=300, fmt=FORMAT_2014)
+    # a source with ~20 ratings per user (the rich domain CDR assumes), as `dacdr import amazon-sample`
+    src, tgt = make_amazon_files(tmp_path / "amz", seed=0, n_users=2000, n_items=300, fmt=FORMAT_2014,
+                                 ratings_per_user=20)
     out = tmp_path / "cs"
+    # --quick with 10 short epochs: these files are small (~40k rows), and MF needs the passes
     _cli(["experiment", "coldstart", "--source", str(src), "--target", str(tgt), "--beta", "0.2", "0.5",
-          "--seeds", "1", "--out", str(out), "--quick"])
+          "--seeds", "1", "--out", str(out), "--quick", "--epochs", "10"])
     res = pd.read_csv(out / "results.csv")
     assert tuple(res.columns) == RESULT_COLUMNS_RATING
     assert set(res["model"]) == set(COLDSTART_MODELS)
     assert sorted(set(res["beta"])) == [0.2, 0.5] and len(res) == len(COLDSTART_MODELS) * 2
     assert (res[["mae", "rmse"]] > 0).all().all() and (res["mae"] <= res["rmse"] + 1e-12).all()
     mean = res.groupby("model")["rmse"].mean()
-    assert (mean < 1.6).all(), mean.to_dict()  # the ratings' spread is ~1.3: nobody is far off
-    assert mean.drop("popularity").min() < mean["popularity"], mean.to_dict()  # some transfer pays off
+    assert (mean < 1.6).all(), mean.to_dict()  # the ratings' spread is ~1.1: nobody is far off
+    # the MF bridges transfer: clearly below the item-mean baseline on cold-start users (measured margins
+    # 0.13-0.25 RMSE). DACDR and SSCDR sit within ~0.01 of it (docs/results.md says why): not asserted.
+    for m in ("cmf", "emcdr", "ptupcdr"):
+        assert mean[m] < mean["popularity"] - 0.05, mean.to_dict()
     for b in (0.2, 0.5):
         split = json.loads((out / "splits" / f"beta{b:g}_seed0.json").read_text())
         assert not set(split["test"]) & set(split["validation"])
