@@ -40,7 +40,7 @@ PRESET_BUDGETS: dict[str, TrainBudget] = {
     # tiny (tests): a capped epoch; enough for the models to rank clearly better than chance
     "tiny": TrainBudget(epochs=1, batch_size=1024, finetune_batch_size=512, max_batches=24),
     # demo/bench: large batches and a capped base epoch keep `make run` within minutes on 2 cores
-    "demo": TrainBudget(epochs=1, batch_size=4096, finetune_batch_size=2048, max_batches=30),
+    "demo": TrainBudget(epochs=1, batch_size=4096, finetune_batch_size=2048, max_batches=120),
     "bench": TrainBudget(epochs=1, batch_size=8192, finetune_batch_size=4096, max_batches=200),
 }
 
