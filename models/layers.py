@@ -38,7 +38,8 @@ class PackedSeq:
     pos: torch.Tensor  # (N,) flat index into B*NB*L
     seg: torch.Tensor  # (N,) segment id b*NB + behaviour
     row: torch.Tensor  # (N,) batch row
-    count: torch.Tensor  # (N,) float: real positions in the element's segment
+    lengths: torch.Tensor  # (B*NB,) float: real positions per segment
+    count: torch.Tensor  # (N,) float: lengths of the element's segment
     shape: tuple[int, int, int]  # (B, NB, L)
 
     @classmethod
@@ -47,9 +48,9 @@ class PackedSeq:
         B, NB, L = mask.shape
         pos = mask.reshape(-1).nonzero().squeeze(1)  # (N,) ascending: segments are contiguous
         seg = torch.div(pos, L, rounding_mode="floor")
-        counts = torch.bincount(seg, minlength=B * NB)  # (B*NB,)
+        lengths = torch.bincount(seg, minlength=B * NB).to(torch.float32)  # (B*NB,)
         row = torch.div(seg, NB, rounding_mode="floor")
-        return cls(pos, seg, row, counts[seg].to(torch.float32), (B, NB, L))
+        return cls(pos, seg, row, lengths, lengths.index_select(0, seg), (B, NB, L))
 
     @property
     def n_seg(self) -> int:
@@ -109,10 +110,10 @@ class DomainAwareCrossAttention(nn.Module):
             self.w2_q = nn.Linear(v_dim, attn_dim, bias=False)
             self.w2_k = nn.Linear(attn_dim, attn_dim, bias=False)
 
-    def _dot(self, parts: list[torch.Tensor], beh: torch.Tensor, q: torch.Tensor, packed: PackedSeq,
-             row: torch.Tensor) -> torch.Tensor:
+    def _dot(self, parts: list[torch.Tensor], beh: torch.Tensor, q: torch.Tensor, packed: PackedSeq
+             ) -> torch.Tensor:
         """X_j . q_row(j) for every real element: parts (N,k_i), beh (NB,X), q (B,X) -> (N,)."""
-        qe = q.index_select(0, row)  # (N,X)
+        qe = q.index_select(0, packed.row)  # (N,X)
         qs = qe.split(self.part_dims, dim=-1)
         s = sum((p * qi).sum(-1) for p, qi in zip(parts, qs, strict=True))
         beh_term = (q @ beh.T).reshape(-1)  # (B*NB,): q_b . beh for every segment
@@ -131,17 +132,16 @@ class DomainAwareCrossAttention(nn.Module):
         but no (N,X)x(X,A) matmul: cost per element is O(X), not O(X*A).
         """
         B, NB, _ = packed.shape
-        row = packed.row
         n = packed.count  # (N,) real positions of the element's sequence
         if self.use_da:
             q1 = self.w1_q(e_d) @ self.w1_k.weight  # (B,X) = W1K^T (e_d W1Q)
-            alpha_d = segment_softmax(self._dot(parts, beh, q1, packed, row) * self.scale, packed)  # (N,)
+            alpha_d = segment_softmax(self._dot(parts, beh, q1, packed) * self.scale, packed)  # (N,)
         else:
             alpha_d = 1.0 / n
         c = n * alpha_d  # (N,): e1_j = c_j * (X_j W1V); uniform attention -> c_j = 1
         if self.use_ia:
             q2 = (self.w2_q(e_v) @ self.w2_k.weight) @ self.w1_v.weight  # (B,X) = W1V^T W2K^T (e_v W2Q)
-            s2 = c * self._dot(parts, beh, q2, packed, row) * self.scale  # (e_v W2Q)(e1_j W2K)^T / sqrt(A)
+            s2 = c * self._dot(parts, beh, q2, packed) * self.scale  # (e_v W2Q)(e1_j W2K)^T / sqrt(A)
             alpha_i = segment_softmax(s2, packed)
         else:
             alpha_i = 1.0 / n

@@ -33,8 +33,8 @@ class SSCDR(TwoDomainMF):
         own = self.mapping(self.user_src(batch["user"]))
         items, packed = source_items(self, batch)  # (N,k)
         hop = packed.segment_sum(self.mapping(items) / packed.count.unsqueeze(-1))  # (B,k) mean of f(v_i)
-        n = packed.segment_sum(torch.ones_like(packed.count)).unsqueeze(-1)  # (B,1) source items per user
-        return torch.where(n > 0, 0.5 * (own + hop), own)
+        has_items = (packed.lengths > 0).unsqueeze(-1)  # (B,1): one segment per row
+        return torch.where(has_items, 0.5 * (own + hop), own)
 
 
 def sscdr_bridge(run):  # run: models.baselines.stages.BridgeRun
