@@ -1,4 +1,4 @@
-"""Building blocks of DACDR: masked softmax, the two-step domain-aware cross-attention, MLPs."""
+"""Building blocks of DACDR: packed sequences, segment softmax, domain-aware cross-attention, MLPs."""
 
 from __future__ import annotations
 
@@ -17,13 +17,6 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int, dropout: float) -> nn.Sequ
         in_dim = h
     layers.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
-
-
-def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last dim restricted to `mask`; an all-masked row gives all zeros (never NaN)."""
-    # a finite fill instead of -inf: an all-masked row becomes uniform, then the mask zeroes it
-    filled = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    return torch.softmax(filled, dim=-1) * mask.to(scores.dtype)
 
 
 @dataclass(frozen=True)

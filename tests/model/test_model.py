@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from features import contract as C
-from models.layers import DomainAwareCrossAttention, PackedSeq, masked_softmax
+from models.layers import DomainAwareCrossAttention, PackedSeq
 from models.spec import FeatureSpec
 from models.train import make_optimizers, task_loss
 from models.zoo import MODELS
@@ -48,6 +48,13 @@ def test_empty_sequences_give_finite_output(spec_batch) -> None:
         assert (enc["alpha_i_seq"] == 0).all() and (enc["e_seq"] == 0).all(), name
         model(empty).sum().backward()
         assert all(torch.isfinite(p.grad.to_dense()).all() for p in model.parameters() if p.grad is not None)
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Reference for the literal equations: softmax over the last dim restricted to `mask` (all-masked
+    row -> all zeros)."""
+    filled = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return torch.softmax(filled, dim=-1) * mask.to(scores.dtype)
 
 
 def test_masked_softmax_rows() -> None:
