@@ -66,6 +66,7 @@ def synthetic_tensors(cfg: BenchConfig, rows: int, gen: torch.Generator) -> dict
         "seq_category": seq(cfg.n_categories),
         "seq_brand": seq(cfg.n_brands),
         "seq_shop": seq(cfg.n_shops),
+        "seq_value": seq(7),  # value tokens: a handful (stars)
         "label": (torch.rand(rows, generator=gen) < 0.02).float(),
     }
 
@@ -86,7 +87,7 @@ def dataset_tensors(data: Path, rows: int, seed: int) -> tuple[dict[str, torch.T
 def build_model(cfg: BenchConfig, compile_dense: bool, mc: DACDRConfig | None = None) -> DACDR:
     """DACDR at benchmark sizes; optionally torch.compile its dense parts (not the sparse tables)."""
     mc = mc or DACDRConfig(n_items=cfg.n_items, n_categories=cfg.n_categories, n_brands=cfg.n_brands,
-                           n_shops=cfg.n_shops, n_domains=8, feature_sizes=[10] * cfg.n_features,
+                           n_shops=cfg.n_shops, n_values=7, n_domains=8, feature_sizes=[10] * cfg.n_features,
                            n_behaviors=cfg.n_behaviors, max_len=cfg.max_len, embed_dim=cfg.embed_dim,
                            attn_dim=cfg.embed_dim)
     model = DACDR(mc)

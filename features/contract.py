@@ -181,7 +181,9 @@ def list_days(root: Path | str, table: str = IMPRESSIONS) -> list[str]:
 
 IS_COLD = "is_cold"  # user had no target-domain impression in this domain before the training window's end
 SNAPSHOT_TIME = "snapshot_time"  # the time a sequence snapshot is valid from (a day boundary, UTC)
-SEQ_FIELDS: tuple[str, ...] = (ITEM_ID, *SIDE_INFO, EVENT_TIME)  # aligned per-element fields
+# aligned per-element fields; `value` is the behaviour's value as an integer token (round(value): stars
+# for `rate`, price for `purchase`), -1 where the behaviour has none
+SEQ_FIELDS: tuple[str, ...] = (ITEM_ID, *SIDE_INFO, VALUE, EVENT_TIME)
 DOMAIN_FEATURE_PREFIX = "d_"  # training-table columns holding domain features: d_<feature>
 
 

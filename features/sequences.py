@@ -209,6 +209,9 @@ def sequence_snapshots(
     fields = {C.ITEM_ID: item, C.EVENT_TIME: t}
     for c in C.SIDE_INFO:
         fields[c] = _np(pc.fill_null(pc.take(items[c], item_pos), RESERVED_ID))
+    # the value as a token (stars, rounded price); no value -> RESERVED_ID
+    value = _np(pc.fill_null(behaviors[C.VALUE], np.nan).cast(pa.float64()))
+    fields[C.VALUE] = np.where(np.isnan(value), RESERVED_ID, np.round(np.nan_to_num(value))).astype(np.int64)
 
     # one stream per (user, behaviour type), in (time, item) order: the tie-break is item_id
     order = np.lexsort((item, t, bt, u))

@@ -34,6 +34,7 @@ class DACDRConfig:
     n_categories: int
     n_brands: int
     n_shops: int
+    n_values: int  # behaviour-value tokens (stars, rounded price) aligned with the sequences
     n_domains: int
     feature_sizes: list[int]
     n_behaviors: int
@@ -55,7 +56,7 @@ class DACDRConfig:
         sizes = spec.vocab_sizes()
         base = cls(
             n_items=sizes["item"], n_categories=sizes["category"], n_brands=sizes["brand"],
-            n_shops=sizes["shop"], n_domains=sizes["domain"],
+            n_shops=sizes["shop"], n_values=sizes["value"], n_domains=sizes["domain"],
             feature_sizes=[len(spec.feature_vocabs[f]) for f in spec.domain_features],
             n_behaviors=len(spec.behaviors), max_len=spec.max_len,
         )
@@ -86,6 +87,8 @@ class DACDR(nn.Module):
         self.category = nn.Embedding(cfg.n_categories, k, padding_idx=0, sparse=sparse(cfg.n_categories))
         self.brand = nn.Embedding(cfg.n_brands, k, padding_idx=0, sparse=sparse(cfg.n_brands))
         self.shop = nn.Embedding(cfg.n_shops, k, padding_idx=0, sparse=sparse(cfg.n_shops))
+        # the behaviour's value (a rating, a price) is side info of the sequence element, not of the item
+        self.value = nn.Embedding(cfg.n_values, k, padding_idx=0)
         # e_d: the domain id and each domain feature, concatenated (small dense tables)
         self.domain_emb = nn.Embedding(cfg.n_domains, k, padding_idx=0)
         self.feature_embs = nn.ModuleList(nn.Embedding(n, k, padding_idx=0) for n in cfg.feature_sizes)
@@ -93,10 +96,10 @@ class DACDR(nn.Module):
         v_dim = 4 * k  # e_v = [item_tgt, category, brand, shop]
         # behaviour-type embeddings added to every sequence element (multi-behaviour modelling)
         self.behavior_seq = nn.Embedding(nb, k)
-        self.behavior_side = nn.Embedding(nb, 3 * k)
+        self.behavior_side = nn.Embedding(nb, 4 * k)
         da, ia = cfg.use_domain_attention, cfg.use_item_attention
         self.attn_seq = DomainAwareCrossAttention([k], d_dim, v_dim, a, da, ia)
-        self.attn_side = DomainAwareCrossAttention([k, k, k], d_dim, v_dim, a, da, ia)
+        self.attn_side = DomainAwareCrossAttention([k, k, k, k], d_dim, v_dim, a, da, ia)
         # g: domain encoder (eq. 6); h: prediction head (eq. 7)
         self.encoder = mlp(2 * nb * a + d_dim, cfg.encoder_hidden, k, cfg.dropout)
         self.head = mlp(k + 2 * nb * a + v_dim + d_dim, cfg.head_hidden, 1, cfg.dropout)
@@ -130,7 +133,8 @@ class DACDR(nn.Module):
         seq_parts = [self.item_src(packed.gather(batch["seq_item"]))]  # [(N,k)]
         side_parts = [self.category(packed.gather(batch["seq_category"])),
                       self.brand(packed.gather(batch["seq_brand"])),
-                      self.shop(packed.gather(batch["seq_shop"]))]  # 3 x (N,k)
+                      self.shop(packed.gather(batch["seq_shop"])),
+                      self.value(packed.gather(batch["seq_value"]))]  # 4 x (N,k)
         # (B,NB,A), (B,NB,L), (B,NB,L)
         z_seq, ad_seq, ai_seq = self.attn_seq(seq_parts, self.behavior_seq.weight, packed, e_d, e_v)
         z_side, ad_side, ai_side = self.attn_side(side_parts, self.behavior_side.weight, packed, e_d, e_v)

@@ -19,6 +19,7 @@ F domain features); every model's forward reads only these:
     seq_category  (B, NB, L)  int32  aligned side-info sequences      sequences dominate memory)
     seq_brand     (B, NB, L)  int32
     seq_shop      (B, NB, L)  int32
+    seq_value     (B, NB, L)  int32  aligned behaviour-value tokens (stars, rounded price; 1 = none)
     label         (B,)        float32 (only when the frame has a label column)
     is_cold       (B,)        bool    (only when the frame has an is_cold column)
 
@@ -47,6 +48,7 @@ SEQ_KEYS: dict[str, str] = {
     C.CATEGORY_ID: "seq_category",
     C.BRAND_ID: "seq_brand",
     C.SHOP_ID: "seq_shop",
+    C.VALUE: "seq_value",
 }
 SIDE_KEYS: dict[str, str] = {C.CATEGORY_ID: "category", C.BRAND_ID: "brand", C.SHOP_ID: "shop"}
 _SEQ_BATCH_KEYS = frozenset(SEQ_KEYS.values())
@@ -204,6 +206,7 @@ class FeatureSpec:
     categories: IntVocab
     brands: IntVocab
     shops: IntVocab
+    values: IntVocab  # behaviour-value tokens seen in the sequences
     domains: StrVocab
     feature_vocabs: dict[str, StrVocab]
 
@@ -247,6 +250,7 @@ class FeatureSpec:
             categories=IntVocab.fit(ids(C.CATEGORY_ID, C.CATEGORY_ID)),
             brands=IntVocab.fit(ids(C.BRAND_ID, C.BRAND_ID)),
             shops=IntVocab.fit(ids(C.SHOP_ID, C.SHOP_ID)),
+            values=IntVocab.fit(ids(C.VALUE, None)),
             domains=StrVocab(sorted(set(tasks) | set(df_dom[C.DOMAIN].astype(str).unique()))),
             feature_vocabs={f: StrVocab.fit(df_dom[C.domain_feature_col(f)]) for f in feats},
         )
@@ -307,6 +311,7 @@ class FeatureSpec:
             raise ValueError(f"domain(s) {unknown_dom} have no task in the feature spec")
         task = dom[C.DOMAIN].astype(str).map({d: TASK_INDEX[t] for d, t in self.domain_tasks.items()})
         side = {C.CATEGORY_ID: self.categories, C.BRAND_ID: self.brands, C.SHOP_ID: self.shops}
+        seq_side = {**side, C.VALUE: self.values}
         feats = [self.feature_vocabs[f].lookup(dom[C.domain_feature_col(f)]) for f in self.domain_features]
         batch = {
             "user": self.users.lookup(tbl.column(C.USER_ID).to_numpy()),
@@ -316,7 +321,7 @@ class FeatureSpec:
             "domain_feats": (np.stack(feats, axis=1) if feats else np.zeros((tbl.num_rows, 0), np.int64)),
             "task": task.to_numpy(np.int64),
             "seq_item": self.pad_sequences(tbl, C.ITEM_ID, self.items),
-            **{SEQ_KEYS[c]: self.pad_sequences(tbl, c, v) for c, v in side.items()},
+            **{SEQ_KEYS[c]: self.pad_sequences(tbl, c, v) for c, v in seq_side.items()},
         }
         out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
         if C.LABEL in tbl.column_names:
@@ -342,6 +347,7 @@ class FeatureSpec:
             "categories": torch.from_numpy(self.categories.ids.copy()),
             "brands": torch.from_numpy(self.brands.ids.copy()),
             "shops": torch.from_numpy(self.shops.ids.copy()),
+            "values": torch.from_numpy(self.values.ids.copy()),
             "domains": list(self.domains.values),
             "feature_vocabs": {f: list(v.values) for f, v in self.feature_vocabs.items()},
         }
@@ -359,6 +365,7 @@ class FeatureSpec:
             categories=IntVocab(state["categories"].numpy()),
             brands=IntVocab(state["brands"].numpy()),
             shops=IntVocab(state["shops"].numpy()),
+            values=IntVocab(state["values"].numpy()),
             domains=StrVocab(list(state["domains"])),
             feature_vocabs={f: StrVocab(list(v)) for f, v in state["feature_vocabs"].items()},
         )
@@ -371,5 +378,6 @@ class FeatureSpec:
             "category": len(self.categories),
             "brand": len(self.brands),
             "shop": len(self.shops),
+            "value": len(self.values),
             "domain": len(self.domains),
         }

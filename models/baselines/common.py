@@ -28,6 +28,7 @@ class BaselineConfig:
     n_categories: int
     n_brands: int
     n_shops: int
+    n_values: int
     n_domains: int
     feature_sizes: list[int]
     n_behaviors: int
@@ -50,6 +51,7 @@ class BaselineConfig:
             "n_categories": sizes["category"],
             "n_brands": sizes["brand"],
             "n_shops": sizes["shop"],
+            "n_values": sizes["value"],
             "n_domains": sizes["domain"],
             "feature_sizes": [len(spec.feature_vocabs[f]) for f in spec.domain_features],
             "n_behaviors": len(spec.behaviors),
@@ -144,18 +146,21 @@ class InputEmbeddings(nn.Module):
         self.category = embedding(cfg, cfg.n_categories)
         self.brand = embedding(cfg, cfg.n_brands)
         self.shop = embedding(cfg, cfg.n_shops)
+        self.value = embedding(cfg, cfg.n_values)  # behaviour values in the sequences (stars, price)
         self.domain = nn.Embedding(cfg.n_domains, k, padding_idx=0)
         self.features = nn.ModuleList(nn.Embedding(n, k, padding_idx=0) for n in cfg.feature_sizes)
         self.out_dim = k * (6 + len(cfg.feature_sizes)) + (cfg.n_behaviors * k if cfg.use_sequences else 0)
 
     def pooled_sequences(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B, NB*k): per behaviour, the mean over real positions of item + category + brand + shop."""
+        """(B, NB*k): per behaviour, the mean over real positions of item + category + brand + shop + value
+        (the same sequence fields DACDR attends over)."""
         packed = PackedSeq.from_mask(batch["seq_item"] != 0)  # real positions only (sequences are sparse)
         elem = (
             self.item(packed.gather(batch["seq_item"]))
             + self.category(packed.gather(batch["seq_category"]))
             + self.brand(packed.gather(batch["seq_brand"]))
             + self.shop(packed.gather(batch["seq_shop"]))
+            + self.value(packed.gather(batch["seq_value"]))
         )  # (N,k)
         pooled = packed.segment_sum(elem / packed.count.unsqueeze(-1))  # (B*NB,k); empty sequence -> 0
         return pooled.view(len(batch["seq_item"]), -1)

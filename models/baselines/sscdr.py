@@ -27,6 +27,8 @@ class SSCDR(TwoDomainMF):
         k = cfg.embed_dim
         h = cfg.mapping_hidden
         self.mapping = nn.Sequential(nn.Linear(k, h), nn.Tanh(), nn.Linear(h, k))
+        # E||bridged - u_t||^2 on held-out overlapping users (set by the bridge stage), see forward
+        self.register_buffer("spread", torch.zeros(()))
 
     def bridged_user(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(f(u_s) + mean_i f(v_i^s)) / 2 over the user's source items (f(u_s) alone if there are none)."""
@@ -36,10 +38,21 @@ class SSCDR(TwoDomainMF):
         has_items = (packed.lengths > 0).unsqueeze(-1)  # (B,1): one segment per row
         return torch.where(has_items, 0.5 * (own + hop), own)
 
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Metric scores; a bridged row subtracts the mapping's expected squared error: the mapping predicts
+        E[u_t | u_s], and E||u_t - q||^2 = ||E[u_t | u_s] - q||^2 + E||u_t - E[u_t | u_s]||^2, so the distance
+        to the mapped vector alone is too short and would bias every cold user's ratings up."""
+        out = super().forward(batch)
+        if self.cfg.stage == "pretrain":
+            return out
+        tgt = batch["domain"] != self.cfg.source_domain
+        bridged = tgt if self.cfg.stage == "bridge" else tgt & ~self.has_target[batch["user"]]
+        return out - self.spread * bridged.to(out.dtype)
+
 
 def sscdr_bridge(run):  # run: models.baselines.stages.BridgeRun
     """Stage 2: supervised mapping on overlapping users + the unsupervised triplet on source interactions."""
-    from models.baselines.stages import fit_mapping, mapping_budget
+    from models.baselines.stages import fit_mapping, mapping_budget, mapping_split
 
     model = run.model
     both = torch.nonzero(model.has_target & run.has_source).squeeze(1)
@@ -52,7 +65,20 @@ def sscdr_bridge(run):  # run: models.baselines.stages.BridgeRun
         src, tgt = w_u[both].clone(), model.user_tgt.weight[both].detach().clone()
         neg = src_items[torch.randint(0, len(src_items), (int(pos.sum()),), generator=g)]
         unsup = (w_u[t["user"][pos]].clone(), w_i[t["item"][pos]].clone(), w_i[neg].clone())
-    loss = fit_mapping(model.mapping, src, tgt, mapping_budget(run.tcfg), unsup, model.cfg.unsup_weight)
+    budget = mapping_budget(run.tcfg)
+    loss = fit_mapping(model.mapping, src, tgt, budget, unsup, model.cfg.unsup_weight)
+    with torch.no_grad():  # the served vector's squared error on the users the mapping held out
+        held = both[mapping_split(len(both), budget)[1]]
+        is_src = t["domain"] == model.cfg.source_domain
+        users, items = t["user"][is_src], t["item"][is_src]
+        hop_sum = torch.zeros(model.cfg.n_users, model.cfg.embed_dim).index_add_(
+            0, users, model.mapping(w_i[items])
+        )
+        n_items = torch.zeros(model.cfg.n_users).index_add_(0, users, torch.ones(len(users)))
+        own = model.mapping(w_u[held])
+        served = 0.5 * (own + hop_sum[held] / n_items[held].clamp(min=1).unsqueeze(-1))
+        served = torch.where((n_items[held] > 0).unsqueeze(-1), served, own)
+        model.spread.fill_(float(((served - model.user_tgt.weight[held]) ** 2).sum(-1).mean()))
     return model, loss
 
 

@@ -103,6 +103,13 @@ class MappingFit:
     val_fraction: float = 0.1
 
 
+def mapping_split(n: int, cfg: MappingFit) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, held-out) positions of the n overlapping users the mapping is fitted on (seeded)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))
+    n_val = max(1, int(n * cfg.val_fraction))
+    return perm[n_val:], perm[:n_val]
+
+
 def fit_mapping(
     mapping: nn.Module,
     src: torch.Tensor,
@@ -119,10 +126,8 @@ def fit_mapping(
     """
     if len(src) < 2:
         raise ValueError(f"the mapping needs >= 2 overlapping users with both embeddings, got {len(src)}")
-    g = torch.Generator().manual_seed(cfg.seed)
-    perm = torch.randperm(len(src), generator=g)
-    n_val = max(1, int(len(src) * cfg.val_fraction))
-    val, tr = perm[:n_val], perm[n_val:]
+    tr, val = mapping_split(len(src), cfg)
+    g = torch.Generator().manual_seed(cfg.seed + 1)
     opt = torch.optim.Adam(mapping.parameters(), lr=cfg.lr)
     best, bad, best_state = math.inf, 0, None
     for _ in range(cfg.epochs):
@@ -223,8 +228,9 @@ def train_bridge(
     with torch.no_grad():
         model.has_target.copy_(users_of(train_t, ~is_src, cfg.n_users))
     init_global_bias(model, train_t)
+    fit_t, hold_t = pretrain_holdout(train_t, ~is_src, tcfg.seed)
     pre = run_fit(
-        model, name, spec, train_t, val_t, Path(out) / "pretrain", tcfg, {**meta, "stage": "pretrain"}
+        model, name, spec, fit_t, hold_t, Path(out) / "pretrain", tcfg, {**meta, "stage": "pretrain"}
     )
     pre.model.cfg.stage = "bridge"
     run = BridgeRun(
@@ -235,6 +241,17 @@ def train_bridge(
     result = StageResult(model, spec, validation_value(model, spec, val_t, tcfg))
     save_final(result, name, out, {**meta, "stage": "serve"})
     return result
+
+
+def pretrain_holdout(
+    train_t: dict[str, torch.Tensor], is_target: torch.Tensor, seed: int, fraction: float = 0.1
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(fit rows, held-out rows): a seeded share of the target training rows held out for the pre-training
+    stage's early stopping. The validation users are cold, so their rows cannot judge the factorisation
+    (a cold user's pre-trained target vector is untrained); held-out ratings of training users can."""
+    g = torch.Generator().manual_seed(seed)
+    hold = is_target & (torch.rand(len(is_target), generator=g) < fraction)
+    return subset(train_t, ~hold), subset(train_t, hold)
 
 
 def mapping_budget(tcfg: TrainConfig) -> MappingFit:

@@ -23,8 +23,10 @@ DAY_US = 86_400_000_000
 T0 = int(pd.Timestamp("2026-03-01", tz="UTC").value // 1000)  # epoch us of a midnight
 
 
-def _behaviors(rows: list[tuple[int, str, int, int, str]]) -> pa.Table:
-    """(t_us, domain, user, item, behavior) tuples as a contract behaviors table."""
+def _behaviors(
+    rows: list[tuple[int, str, int, int, str]], values: list[float | None] | None = None
+) -> pa.Table:
+    """(t_us, domain, user, item, behavior) tuples (and optional values) as a contract behaviors table."""
     t, dom, user, item, beh = (list(x) for x in zip(*rows, strict=True))
     return pa.table(
         {
@@ -33,7 +35,7 @@ def _behaviors(rows: list[tuple[int, str, int, int, str]]) -> pa.Table:
             C.USER_ID: pa.array(user, pa.int64()),
             C.ITEM_ID: pa.array(item, pa.int64()),
             C.BEHAVIOR: beh,
-            C.VALUE: pa.nulls(len(t), pa.float64()),
+            C.VALUE: pa.array(values, pa.float64()) if values is not None else pa.nulls(len(t), pa.float64()),
         }
     )
 
@@ -75,7 +77,10 @@ def _reference(beh: pa.Table, items: pa.Table, rows: pa.Table, max_len: int) -> 
     side = {r[C.ITEM_ID]: r for r in items.to_pylist()}
     src = {"src", "src2"}
     events = [
-        (r[C.USER_ID], r[C.BEHAVIOR], int(pd.Timestamp(r[C.EVENT_TIME]).value // 1000), r[C.ITEM_ID])
+        (
+            r[C.USER_ID], r[C.BEHAVIOR], int(pd.Timestamp(r[C.EVENT_TIME]).value // 1000), r[C.ITEM_ID],
+            r[C.VALUE],
+        )
         for r in beh.to_pylist()
         if r[C.DOMAIN] in src
     ]
@@ -85,16 +90,20 @@ def _reference(beh: pa.Table, items: pa.Table, rows: pa.Table, max_len: int) -> 
         midnight = t - t % DAY_US
         for b in C.BEHAVIOR_TYPES:
             mine = sorted(
-                (et, it) for u, bb, et, it in events if u == r[C.USER_ID] and bb == b and et < midnight
+                (et, it, v)
+                for u, bb, et, it, v in events
+                if u == r[C.USER_ID] and bb == b and et < midnight
             )
             mine = mine[-max_len:] if mine else []
             for f in C.SEQ_FIELDS:
                 vals = []
-                for et, it in mine:
+                for et, it, v in mine:
                     if f == C.ITEM_ID:
                         vals.append(it)
                     elif f == C.EVENT_TIME:
                         vals.append(et)
+                    elif f == C.VALUE:  # the value token: rounded (half to even), none -> reserved
+                        vals.append(RESERVED_ID if v is None else int(round(v)))
                     else:
                         v = side.get(it, {}).get(f)
                         vals.append(RESERVED_ID if v is None else v)
@@ -103,7 +112,8 @@ def _reference(beh: pa.Table, items: pa.Table, rows: pa.Table, max_len: int) -> 
 
 
 def test_matches_brute_force_reference_on_random_zone() -> None:
-    """Random zone with ties, midnights, unknown items and null side info: every list equals the reference."""
+    """Random zone with ties, midnights, unknown items, null side info and values: every list equals the
+    reference."""
     rng = np.random.default_rng(7)
     n = 600
     # times on a coarse grid (many exact ties and exact midnights), over 6 days
@@ -112,7 +122,10 @@ def test_matches_brute_force_reference_on_random_zone() -> None:
     user = rng.integers(1, 9, n)
     item = rng.integers(100, 140, n)  # items 130..139 are not in the items table
     beh = rng.choice(list(C.BEHAVIOR_TYPES), n, p=[0.5, 0.25, 0.1, 0.1, 0.05])
-    behaviors = _behaviors(list(zip(t.tolist(), dom, user.tolist(), item.tolist(), beh, strict=True)))
+    # values: a function of (item, time) so exact duplicates agree; nulls, halves and stars mixed
+    val = ((item * 7 + t // 3_600_000_000) % 11) / 2.0
+    values = [None if v == 0 else float(v) for v in val.tolist()]
+    behaviors = _behaviors(list(zip(t.tolist(), dom, user.tolist(), item.tolist(), beh, strict=True)), values)
     ids = list(range(100, 130))
     items = _items(
         ids,

@@ -67,6 +67,7 @@ def synth_table(n_rows: int, seed: int, max_len: int = 10, n_users: int = 200, n
         cols[C.seq_col(b, C.CATEGORY_ID)] = _lists(seq_item % n_cat, lens)
         cols[C.seq_col(b, C.BRAND_ID)] = _lists(np.where(seq_item % 11 == 0, -1, seq_item % 13), lens)
         cols[C.seq_col(b, C.SHOP_ID)] = _lists(seq_item % 5, lens)
+        cols[C.seq_col(b, C.VALUE)] = _lists(np.where(seq_item % 7 == 0, -1, 1 + seq_item % 5), lens)
         cols[C.seq_col(b, C.EVENT_TIME)] = _lists(np.sort(rng.integers(0, t0_us, tot)), lens)
     return pa.table(cols)
 

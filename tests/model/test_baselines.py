@@ -98,7 +98,7 @@ def test_bridge_serve_stage_maps_only_cold_users() -> None:
     from models.baselines.emcdr import EMCDR
 
     torch.manual_seed(0)
-    cfg = BridgeConfig(n_users=6, n_items=5, n_categories=3, n_brands=3, n_shops=3, n_domains=4,
+    cfg = BridgeConfig(n_users=6, n_items=5, n_categories=3, n_brands=3, n_shops=3, n_values=3, n_domains=4,
                        feature_sizes=[], n_behaviors=1, max_len=2, embed_dim=4, source_domain=2,
                        stage="serve")
     m = EMCDR(cfg)
