@@ -1,7 +1,7 @@
 """Self-describing checkpoints: config, feature spec, weights and metadata, readable with weights_only=True.
 
 Layout of checkpoint.pt (a plain dict):
-    format      "dacdr-checkpoint/1"
+    format      "dacdr-checkpoint/2" (2: sequences carry behaviour-value tokens; /1 files must be retrained)
     model_name  zoo key, e.g. "dacdr"
     config      the model config as a dict
     spec        FeatureSpec.to_state() (vocabularies as int64 tensors / lists of str)
@@ -22,7 +22,11 @@ from torch import nn
 from models.spec import FeatureSpec
 from models.zoo import get_entry
 
-FORMAT = "dacdr-checkpoint/1"
+FORMAT = "dacdr-checkpoint/2"
+# formats this version cannot rebuild, and why (a clear error instead of a state-dict mismatch)
+RETIRED_FORMATS: dict[str, str] = {
+    "dacdr-checkpoint/1": "written before sequences carried behaviour-value tokens (seq_<behavior>_value)",
+}
 
 
 def atomic_save(obj: Any, path: Path) -> Path:
@@ -60,7 +64,10 @@ def load_checkpoint(
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     ck = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+    fmt = ck.get("format") if isinstance(ck, dict) else None
+    if fmt in RETIRED_FORMATS:
+        raise ValueError(f"{path}: a {fmt} checkpoint, {RETIRED_FORMATS[fmt]}; retrain it with this version")
+    if fmt != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} checkpoint")
     entry = get_entry(ck["model_name"])
     model = entry.build(entry.config_from_dict(ck["config"]))

@@ -114,6 +114,47 @@ def test_bridge_serve_stage_maps_only_cold_users() -> None:
     torch.testing.assert_close(m.target_user(batch), mapped)
 
 
+def test_sscdr_subtracts_the_mapping_spread_from_bridged_rows_only() -> None:
+    """SSCDR in stage serve: cold users' target rows score spread lower (E||u_t - f||^2 lengthens every
+    distance to a mapped vector); warm users and source rows are untouched; pre-training never shifts."""
+    from models.baselines.common import BridgeConfig
+    from models.baselines.sscdr import SSCDR
+
+    torch.manual_seed(0)
+    cfg = BridgeConfig(n_users=6, n_items=5, n_categories=3, n_brands=3, n_shops=3, n_values=3, n_domains=4,
+                       feature_sizes=[], n_behaviors=1, max_len=2, embed_dim=4, source_domain=2,
+                       stage="serve", metric=True)
+    m = SSCDR(cfg).eval()
+    m.has_target[2:4] = True
+    batch = {"user": torch.tensor([2, 3, 4, 5, 4]), "item": torch.tensor([2, 3, 4, 2, 3]),
+             "domain": torch.tensor([3, 3, 3, 3, 2]), "task": torch.ones(5, dtype=torch.long),
+             "seq_item": torch.zeros(5, 1, 2, dtype=torch.int32)}
+    with torch.no_grad():
+        before = m(batch)
+        m.spread.fill_(0.7)
+        after = m(batch)
+        torch.testing.assert_close(before - after, torch.tensor([0.0, 0.0, 0.7, 0.7, 0.0]))
+        m.cfg.stage = "pretrain"
+        pre = m(batch)
+        m.spread.zero_()
+        torch.testing.assert_close(pre, m(batch))
+
+
+def test_pretrain_holdout_takes_seeded_target_rows_only() -> None:
+    """Bridge pre-training early-stops on a seeded ~10 % of the target rows; source rows all stay in fit."""
+    from models.baselines.stages import pretrain_holdout
+
+    n = 2000
+    t = {"row": torch.arange(n), "domain": torch.tensor([2, 3]).repeat(n // 2)}
+    is_tgt = t["domain"] == 3
+    fit_a, hold_a = pretrain_holdout(t, is_tgt, seed=4)
+    fit_b, hold_b = pretrain_holdout(t, is_tgt, seed=4)
+    _, hold_c = pretrain_holdout(t, is_tgt, seed=5)
+    assert torch.equal(hold_a["row"], hold_b["row"]) and not torch.equal(hold_a["row"], hold_c["row"])
+    assert bool((hold_a["domain"] == 3).all()) and 60 < len(hold_a["row"]) < 140
+    assert sorted(fit_a["row"].tolist() + hold_a["row"].tolist()) == list(range(n))
+
+
 def test_fit_mapping_recovers_a_linear_map() -> None:
     """The mapping regression learns tgt = src A (held-out MSE far below the targets' variance)."""
     from models.baselines.stages import MappingFit, fit_mapping

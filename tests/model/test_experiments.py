@@ -49,7 +49,7 @@ def test_multidomain_quick_on_tiny(tiny_logs: Path, tmp_path: Path) -> None:
 
 
 def test_coldstart_quick_on_amazon_files(tmp_path: Path) -> None:
-    """Cold-start transfer on generated Amazon files: columns, manifests, and the bridges learn."""
+    """Cold-start transfer on generated Amazon files: columns, manifests, every model beats the item mean."""
     from features.importers import FORMAT_2014, make_amazon_files
     from models.experiments import COLDSTART_MODELS, RESULT_COLUMNS_RATING
 
@@ -67,9 +67,12 @@ def test_coldstart_quick_on_amazon_files(tmp_path: Path) -> None:
     assert (res[["mae", "rmse"]] > 0).all().all() and (res["mae"] <= res["rmse"] + 1e-12).all()
     mean = res.groupby("model")["rmse"].mean()
     assert (mean < 1.6).all(), mean.to_dict()  # the ratings' spread is ~1.1: nobody is far off
-    # the MF bridges transfer: clearly below the item-mean baseline on cold-start users (measured margins
-    # 0.13-0.25 RMSE). DACDR and SSCDR sit within ~0.01 of it (docs/results.md says why): not asserted.
-    for m in ("cmf", "emcdr", "ptupcdr"):
+    # every model learned: below the item-mean (popularity) baseline's RMSE on cold-start users. Measured
+    # on these files (seeds 0-2, beta 0.2 / 0.5; docs/results.md): MF bridges 0.12-0.26 below it, SSCDR
+    # 0.01-0.06, DACDR 0.006-0.017 (it reads the source ratings only as value tokens in its sequences)
+    losers = {m: round(v, 4) for m, v in mean.items() if m != "popularity" and v >= mean["popularity"]}
+    assert not losers, f"not better than item mean ({mean['popularity']:.4f}): {losers}"
+    for m in ("cmf", "emcdr", "ptupcdr"):  # the MF bridges transfer clearly
         assert mean[m] < mean["popularity"] - 0.05, mean.to_dict()
     for b in (0.2, 0.5):
         split = json.loads((out / "splits" / f"beta{b:g}_seed0.json").read_text())

@@ -125,6 +125,25 @@ def test_item_attention_uses_target_item_only_when_on(spec_batch) -> None:
             torch.testing.assert_close(enc_a["alpha_i_seq"], uniform)
 
 
+def test_behaviour_values_reach_every_sequence_model(spec_batch) -> None:
+    """seq_value (stars, price tokens) is read: DACDR's side branch and every pooling baseline move with it,
+    while the item branch of DACDR does not (the value is side info of the element, not of the item)."""
+    spec, batch = spec_batch
+    assert batch["seq_value"].shape == batch["seq_item"].shape
+    real = batch["seq_item"] != 0
+    assert bool((batch["seq_value"][real] >= 1).all()) and bool((batch["seq_value"][~real] == 0).all())
+    shifted = torch.where(real, 2 + (batch["seq_value"] - 1) % (len(spec.values) - 2), 0).to(torch.int32)
+    other = dict(batch, seq_value=shifted)
+    assert not torch.equal(other["seq_value"], batch["seq_value"])
+    model = build("dacdr", spec)
+    enc_a, enc_b = model.encode(batch), model.encode(other)
+    assert not torch.allclose(enc_a["e_side"], enc_b["e_side"])
+    torch.testing.assert_close(enc_a["e_seq"], enc_b["e_seq"])
+    for name in ("dnn_multi", "shared_bottom", "mmoe"):
+        m = build(name, spec).eval()
+        assert not torch.allclose(m(batch), m(other)), name
+
+
 def test_attention_weights_are_not_bypassed(spec_batch) -> None:
     """Zeroing the scores' query projection changes the output: the weights feed the result."""
     spec, batch = spec_batch

@@ -43,6 +43,18 @@ def test_checkpoint_round_trip_rebuilds_identical_model(
     assert meta["epoch"] == best["epoch"] and meta["val_value"] == best["val_mean_domain_auc"]
 
 
+def test_old_or_foreign_checkpoints_fail_with_a_clear_error(synth_run: Path, tmp_path: Path) -> None:
+    """A format-1 checkpoint (before value tokens) names the format and says to retrain; a foreign file
+    says it is not a checkpoint; neither reaches load_state_dict."""
+    raw = torch.load(synth_run / BEST, map_location="cpu", weights_only=True)
+    torch.save({**raw, "format": "dacdr-checkpoint/1"}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match=r"dacdr-checkpoint/1 checkpoint.*value.*retrain"):
+        load_checkpoint(tmp_path / "old.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="not a dacdr-checkpoint/2 checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+
 def test_resume_continues_to_the_same_result(synth_data: Path, tmp_path: Path) -> None:
     """3 epochs straight == 1 epoch, stop, resume to 3: bit-identical parameters and optimizer moments."""
     common = dict(model="dacdr", device="cpu", seed=SYNTH_SEED, batch_size=128, patience=10,
