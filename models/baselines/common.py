@@ -271,15 +271,22 @@ class TwoDomainMF(BaselineModel):
         """(B, k) target-space user vectors built from the source domain (the bridge)."""
         raise NotImplementedError
 
+    def bridged_rows(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B,) bool: rows whose target-space user vector is the bridged one in the current stage (none in
+        pretrain, all in bridge, users without target training rows in serve)."""
+        user = batch["user"]
+        if self.cfg.stage == "pretrain":
+            return torch.zeros_like(user, dtype=torch.bool)
+        if self.cfg.stage == "bridge":
+            return torch.ones_like(user, dtype=torch.bool)
+        return ~self.has_target[user]
+
     def target_user(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, k) the target-space user vector of each row for the current stage."""
         own = self.user_tgt(batch["user"])
         if self.cfg.stage == "pretrain":
             return own
-        bridged = self.bridged_user(batch)
-        if self.cfg.stage == "bridge":
-            return bridged
-        return torch.where(self.has_target[batch["user"]].unsqueeze(-1), own, bridged)
+        return torch.where(self.bridged_rows(batch).unsqueeze(-1), self.bridged_user(batch), own)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B,) logits / ratings."""

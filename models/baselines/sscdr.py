@@ -31,23 +31,25 @@ class SSCDR(TwoDomainMF):
         self.register_buffer("spread", torch.zeros(()))
 
     def bridged_user(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(f(u_s) + mean_i f(v_i^s)) / 2 over the user's source items (f(u_s) alone if there are none)."""
+        """Multi-hop inference over the user's source items in the batch's sequences."""
         own = self.mapping(self.user_src(batch["user"]))
         items, packed = source_items(self, batch)  # (N,k)
         hop = packed.segment_sum(self.mapping(items) / packed.count.unsqueeze(-1))  # (B,k) mean of f(v_i)
-        has_items = (packed.lengths > 0).unsqueeze(-1)  # (B,1): one segment per row
-        return torch.where(has_items, 0.5 * (own + hop), own)
+        return multi_hop(own, hop, packed.lengths > 0)  # one segment per row
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Metric scores; a bridged row subtracts the mapping's expected squared error: the mapping predicts
         E[u_t | u_s], and E||u_t - q||^2 = ||E[u_t | u_s] - q||^2 + E||u_t - E[u_t | u_s]||^2, so the distance
         to the mapped vector alone is too short and would bias every cold user's ratings up."""
         out = super().forward(batch)
-        if self.cfg.stage == "pretrain":
-            return out
-        tgt = batch["domain"] != self.cfg.source_domain
-        bridged = tgt if self.cfg.stage == "bridge" else tgt & ~self.has_target[batch["user"]]
+        bridged = (batch["domain"] != self.cfg.source_domain) & self.bridged_rows(batch)
         return out - self.spread * bridged.to(out.dtype)
+
+
+def multi_hop(own: torch.Tensor, hop: torch.Tensor, has_items: torch.Tensor) -> torch.Tensor:
+    """The served cold-user vector: (f(u_s) + mean_i f(v_i^s)) / 2, or f(u_s) alone without source items.
+    own, hop (B,k); has_items (B,) bool."""
+    return torch.where(has_items.unsqueeze(-1), 0.5 * (own + hop), own)
 
 
 def sscdr_bridge(run):  # run: models.baselines.stages.BridgeRun
@@ -75,9 +77,8 @@ def sscdr_bridge(run):  # run: models.baselines.stages.BridgeRun
             0, users, model.mapping(w_i[items])
         )
         n_items = torch.zeros(model.cfg.n_users).index_add_(0, users, torch.ones(len(users)))
-        own = model.mapping(w_u[held])
-        served = 0.5 * (own + hop_sum[held] / n_items[held].clamp(min=1).unsqueeze(-1))
-        served = torch.where((n_items[held] > 0).unsqueeze(-1), served, own)
+        hop = hop_sum[held] / n_items[held].clamp(min=1).unsqueeze(-1)
+        served = multi_hop(model.mapping(w_u[held]), hop, n_items[held] > 0)
         model.spread.fill_(float(((served - model.user_tgt.weight[held]) ** 2).sum(-1).mean()))
     return model, loss
 
