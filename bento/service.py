@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import bentoml
 from pydantic import BaseModel, Field, StrictInt
 
+from dacdr.threads import configure as configure_threads
+
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
@@ -176,7 +178,6 @@ class Ranker:
         """Load the checkpoint from the BentoML model store and open the Feast store."""
         import pandas as pd
         import pyarrow as pa
-        import torch
 
         from features import store as fs
         from features.feature_repo.services import DACDR_V1
@@ -189,9 +190,9 @@ class Ranker:
         model, spec, meta = load_checkpoint(Path(stored.path_of(CHECKPOINT_FILE)), "cpu")
         if domain not in spec.domain_tasks:
             raise ValueError(f"model {stored.tag} was not trained for domain {domain!r}: {spec.domain_tasks}")
-        # one intra-op thread: requests are small (<= a few thousand rows) and the server runs
-        # one worker per core; extra threads only contend (measured in benchmarks/serving.py)
-        torch.set_num_threads(1)
+        # one intra-op thread per worker: requests are small (<= a few thousand rows) and the server
+        # runs one worker per core; extra threads only contend (measured in benchmarks/serving.py)
+        configure_threads(1)
         store = fs.open_store(feast_workdir)
         # item side info is a dimension table: read it for every item the model knows, once;
         # items the model has never seen are looked up in the online store per request.

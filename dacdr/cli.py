@@ -20,6 +20,25 @@ app = typer.Typer(
 # Each stage module owns a small typer app; its commands are merged at the top level here.
 # Stage CLIs import their heavy dependencies (torch, feast, bentoml) inside the command bodies,
 # so `dacdr --help` stays fast.
+
+
+@app.callback()
+def main(
+    threads: int | None = typer.Option(
+        None, "--threads", min=1,
+        help="CPU threads for torch, BLAS and duckdb in this process and its children "
+             "(default: $DACDR_THREADS, else half the cores).",
+    ),
+) -> None:
+    """Cross-domain CTR recommendation (DACDR): logs -> validation -> features -> train -> serve."""
+    from dacdr import threads as threads_mod
+
+    try:
+        threads_mod.configure(threads)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--threads / $DACDR_THREADS") from exc
+
+
 for sub in (
     cli_logs.app,
     cli_validate.app,

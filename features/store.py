@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 
+from dacdr.threads import duckdb_threads
 from features import contract as C
 
 if TYPE_CHECKING:
@@ -199,7 +200,8 @@ def activity_snapshots(behaviors: pa.Table, domains: pa.Table) -> pa.Table:
     day_us = 86_400_000_000
     counts = ", ".join(f"count(*) FILTER (WHERE bt = '{b}') AS c{k}" for k, b in enumerate(C.BEHAVIOR_TYPES))
     cums = ", ".join(f'sum(c{k}) OVER w AS "{activity_count_col(b)}"' for k, b in enumerate(C.BEHAVIOR_TYPES))
-    con = duckdb.connect()
+    # duckdb takes every core by default; it gets the process's thread budget like torch
+    con = duckdb.connect(config={"threads": duckdb_threads()})
     try:
         con.register("beh", beh)
         res = con.sql(

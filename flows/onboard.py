@@ -15,6 +15,7 @@ from typing import Any
 
 from prefect import flow, task
 
+from dacdr.threads import configure as configure_threads
 from features import contract as C
 from flows.common import Layout, retry_transient, use_bentoml_home
 from flows.featurize import apply_task, materialize_task, register_domains_task
@@ -175,12 +176,15 @@ def onboard_domain(
     device: str = "auto",
     seed: int = 0,
     epochs: int = DEFAULT_EPOCHS,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Onboard target domain `domain` from `landing_zone` (impressions + optionally its domains row).
 
     `features` are its domain-feature values (default: the zone's domains row); they must name
     exactly the main zone's domain features. Returns the holdout metrics and the rollout decision.
+    `threads`: CPU threads of this process (default: $DACDR_THREADS, else half the cores).
     """
+    configure_threads(threads)
 
     layout = Layout.of(workdir)
     plan = check_request(domain, features, landing_zone, layout, task)

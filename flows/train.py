@@ -17,6 +17,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
+from dacdr.threads import configure as configure_threads
 from flows.common import GPU_DEPLOYMENT_ENV, Layout, retry_transient
 
 GPU_STEP_FLOW = "train-step"
@@ -85,12 +86,15 @@ def train_step(
     batch_size: int = DEFAULT_BATCH,
     finetune_batch_size: int = DEFAULT_FINETUNE_BATCH,
     max_batches: int | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """The GPU step: train the base model, fine-tune one model per target domain, evaluate each.
 
     `max_batches` caps the batches per epoch of the base model and of each fine-tune (a CPU time budget).
+    `threads`: CPU threads of this worker process (default: $DACDR_THREADS, else half the cores).
     Writes runs/base, runs/<domain> and runs/metrics.json under the workdir.
     """
+    configure_threads(threads)
     layout = Layout.of(workdir)
     manifest = json.loads((layout.dataset / "manifest.json").read_text())
     targets = domains or target_domains(manifest)
@@ -120,17 +124,20 @@ def train(
     batch_size: int = DEFAULT_BATCH,
     finetune_batch_size: int = DEFAULT_FINETUNE_BATCH,
     max_batches: int | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Training table through Feast -> training step (GPU deployment or in-process) -> metrics artifact.
 
     `gpu_deployment` ("train-step/<name>") or env DACDR_GPU_DEPLOYMENT selects the remote step.
     """
+    configure_threads(threads)
     layout = Layout.of(workdir)
     training_table_task(workdir)
     remote = gpu_deployment or os.environ.get(GPU_DEPLOYMENT_ENV) or None
     params = {
         "workdir": str(layout.root), "device": device, "seed": seed, "epochs": epochs,
         "batch_size": batch_size, "finetune_batch_size": finetune_batch_size, "max_batches": max_batches,
+        "threads": threads,
     }
     if remote:
         from prefect.deployments import run_deployment

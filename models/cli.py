@@ -73,4 +73,7 @@ def finetune_cmd(
 
 
 if __name__ == "__main__":  # `torchrun --nproc_per_node=N -m models.cli train ...`
+    from dacdr.threads import configure
+
+    configure()  # each of torchrun's N processes: $DACDR_THREADS, else its share of half the cores
     app()

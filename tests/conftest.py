@@ -11,6 +11,16 @@ from pathlib import Path
 import pytest
 
 TINY_SEED = 0
+# the suite runs serially on one thread (torch, BLAS, duckdb, and every subprocess it starts through
+# $DACDR_THREADS): the runs are tiny, and a 2-core CI box may be shared with another job
+TEST_THREADS = 1
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Fix the thread budget before any test imports torch."""
+    from dacdr.threads import configure
+
+    configure(TEST_THREADS)
 
 
 @pytest.fixture(scope="session")
