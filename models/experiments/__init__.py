@@ -1,0 +1,47 @@
+"""The paper's two experiments: multi-domain CTR (Table 2) and cold-start rating transfer (Table 3).
+
+common.py: model lists, shared budget, grids, source rows, training one model (custom_drivers);
+multidomain.py / coldstart.py: one experiment each; report.py: report.md and charts.
+"""
+
+from models.experiments.coldstart import coldstart, coldstart_split
+from models.experiments.common import (
+    COLDSTART_MODELS,
+    CTR_MODELS,
+    RESULT_COLUMNS_CTR,
+    RESULT_COLUMNS_RATING,
+    TRAIN_ROWS,
+    ExperimentConfig,
+    Tensors,
+    _day_start_us,
+    custom_drivers,
+    default_grids,
+    quick_config,
+    source_rows,
+    train_model,
+    tune_and_train,
+)
+from models.experiments.multidomain import multidomain
+from models.experiments.report import PAPER_TABLE2, PAPER_TABLE3
+
+__all__ = [
+    "COLDSTART_MODELS",
+    "CTR_MODELS",
+    "PAPER_TABLE2",
+    "PAPER_TABLE3",
+    "RESULT_COLUMNS_CTR",
+    "RESULT_COLUMNS_RATING",
+    "TRAIN_ROWS",
+    "ExperimentConfig",
+    "Tensors",
+    "_day_start_us",
+    "coldstart",
+    "coldstart_split",
+    "custom_drivers",
+    "default_grids",
+    "multidomain",
+    "quick_config",
+    "source_rows",
+    "train_model",
+    "tune_and_train",
+]
