@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.importers import FORMAT_5CORE, FORMAT_2014, FORMAT_2018, FORMATS
+from features.amazon_formats import FORMAT_5CORE, FORMAT_2014, FORMAT_2018, file_name, parse_format
 
 _ALPHABET = np.array(list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
 _T0 = 1_356_998_400  # 2013-01-01 UTC
@@ -29,15 +29,6 @@ def _ids(rng: np.random.Generator, prefix: str, width: int, n: int) -> np.ndarra
         digits[:, width - 1 - k] = (idx // 36**k) % 36
     chars = _ALPHABET[digits].astype("U1")
     return np.char.add(prefix, chars.view(f"U{width}").ravel())
-
-
-def _file_name(fmt: str, name: str) -> str:
-    """The file name the public dumps use for a category in a format."""
-    return {
-        FORMAT_2014: f"ratings_{name}.csv",
-        FORMAT_2018: f"{name}.csv",
-        FORMAT_5CORE: f"{name}_5.json.gz",
-    }[fmt]
 
 
 def _write(frame: pd.DataFrame, path: Path, fmt: str) -> None:
@@ -75,8 +66,7 @@ def make_amazon_files(
     Each category has `n_items` items; the source has all `n_users` users, the target a subset of
     them (overlap) plus its own users. Deterministic per seed (gzip mtime fixed).
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}: choose one of {list(FORMATS)}")
+    fmt = parse_format(fmt)
     if not 0.0 < overlap <= 1.0:
         raise ValueError(f"overlap must be in (0, 1], got {overlap}")
     rng = np.random.default_rng(seed)
@@ -106,7 +96,7 @@ def make_amazon_files(
         rating = np.clip(np.round(score + rng.normal(0, 0.5, len(u))), 1, 5)
         ts = _T0 + rng.integers(0, _SPAN_DAYS * 86_400, len(u))
         frame = pd.DataFrame({"user": users[u], "item": items[i], "rating": rating, "ts": ts})
-        path = out_dir / _file_name(fmt, name)
+        path = out_dir / file_name(fmt, name)
         _write(frame, path, fmt)
         paths.append(path)
     return paths[0], paths[1]

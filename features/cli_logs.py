@@ -36,6 +36,9 @@ def import_amazon_cmd(
     source: Path = typer.Option(..., help="Source-category file (2014/2018 ratings CSV, 5-core JSON lines)."),
     target: Path = typer.Option(..., help="Target-category file, same formats."),
     out: Path = typer.Option(..., help="Landing-zone folder to write (nothing is written on error)."),
+    fmt: str | None = typer.Option(
+        None, "--format", help="Both files' format, overriding detection: 2014, 2018 or 5core."
+    ),
 ) -> None:
     """Import Amazon review ratings: source category -> behaviors (rate), target -> impressions (rating)."""
     from dataclasses import asdict
@@ -44,7 +47,7 @@ def import_amazon_cmd(
     from features.importers import import_amazon
 
     try:
-        summary = import_amazon(source, target, out)
+        summary = import_amazon(source, target, out, fmt)
     except ContractError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -61,7 +64,7 @@ def amazon_sample_cmd(
     fmt: str = typer.Option("ratings2014", "--format", help="ratings2014, ratings2018 or 5core."),
 ) -> None:
     """Write a synthetic Amazon-format (source, target) pair (taste shared across the two categories)."""
-    from features.importers import make_amazon_files
+    from features.amazon_synth import make_amazon_files
 
     try:
         src, tgt = make_amazon_files(out, seed, users, items, fmt, ratings_per_user)

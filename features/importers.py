@@ -20,12 +20,9 @@ import pyarrow.dataset as ds
 import pyarrow.json as pajson
 
 from features import contract as C
+from features.amazon_formats import FORMAT_5CORE, FORMAT_2014, FORMAT_2018, FORMAT_CHOICES, parse_format
 from features.io import atomic_dir, write_table
 
-FORMAT_2014 = "ratings2014"  # user,item,rating,timestamp (no header)
-FORMAT_2018 = "ratings2018"  # item,user,rating,timestamp (no header)
-FORMAT_5CORE = "5core"  # JSON lines: reviewerID, asin, overall, unixReviewTime
-FORMATS: tuple[str, ...] = (FORMAT_2014, FORMAT_2018, FORMAT_5CORE)
 MAPPINGS_DIR = "_mappings"
 RAW_ID = "raw_id"  # mapping files: raw_id (string) -> user_id / item_id (int64)
 DOMAIN_FEATURE = "category"  # the one domain feature of Amazon domains: the category name
@@ -106,7 +103,8 @@ def _csv_order(sample: pa.Table, path: Path) -> str:
     raise AmazonImportError(
         f"{path}: cannot tell the CSV column order from {sample.num_rows} sample rows: {ui:.0%} look like "
         f"user,item (2014 ratings) and {iu:.0%} like item,user (2018 ratings); expected Amazon reviewer ids "
-        f"('A' + ~13 chars) and ASINs (10 chars starting with a digit or 'B')"
+        f"('A' + ~13 chars) and ASINs (10 chars starting with a digit or 'B'); give the format with "
+        f"--format: {FORMAT_CHOICES}"
     )
 
 
@@ -125,6 +123,14 @@ def detect_format(path: Path | str) -> str:
         return FORMAT_5CORE
     sample = _read_csv(path, SAMPLE_ROWS)
     return _csv_order(sample, path)
+
+
+def _given_format(fmt: str) -> str:
+    """A user-given format name or alias as one of FORMATS; AmazonImportError naming the choices."""
+    try:
+        return parse_format(fmt)
+    except ValueError as exc:
+        raise AmazonImportError(str(exc)) from exc
 
 
 def _read_csv(path: Path, max_rows: int | None = None) -> pa.Table:
@@ -157,10 +163,15 @@ def _to_number(col: pa.ChunkedArray, typ: pa.DataType, path: Path, what: str) ->
         raise AmazonImportError(f"{path}: {what} column is not {typ}: {exc}") from exc
 
 
-def read_amazon(path: Path | str) -> tuple[pa.Table, str]:
-    """Read one Amazon file as (user, item, rating, ts seconds) plus its detected format."""
+def read_amazon(path: Path | str, fmt: str | None = None) -> tuple[pa.Table, str]:
+    """One Amazon file as (user, item, rating, ts seconds) plus its format (`fmt` overrides detection)."""
     path = Path(path)
-    fmt = detect_format(path)
+    if fmt is None:
+        fmt = detect_format(path)
+    else:
+        fmt = _given_format(fmt)
+        if not path.is_file():
+            raise AmazonImportError(f"{path}: no such file")
     if fmt == FORMAT_5CORE:
         opts = pajson.ParseOptions(explicit_schema=_JSON_FIELDS, unexpected_field_behavior="ignore")
         try:
@@ -263,14 +274,19 @@ def _write_partitioned(tbl: pa.Table, dt: pa.Array, root: Path, table: str) -> N
     )
 
 
-def import_amazon(source: Path | str, target: Path | str, out: Path | str) -> ImportSummary:
-    """Convert an Amazon source-category file and target-category file into a landing zone at `out`."""
+def import_amazon(
+    source: Path | str, target: Path | str, out: Path | str, fmt: str | None = None
+) -> ImportSummary:
+    """Convert an Amazon source-category file and target-category file into a landing zone at `out`
+    (`fmt`: both files' format, overriding detection; None = detect each file's)."""
     source, target, out = Path(source), Path(target), Path(out)
+    if fmt is not None:
+        fmt = _given_format(fmt)  # before reading anything: a bad name is a user error, not a bad file
     src_name, tgt_name = domain_name_from_file(source), domain_name_from_file(target)
     if src_name == tgt_name:
         raise AmazonImportError(f"{source} and {target}: both give domain name {src_name!r}; rename one file")
-    src, src_fmt = read_amazon(source)
-    tgt, tgt_fmt = read_amazon(target)
+    src, src_fmt = read_amazon(source, fmt)
+    tgt, tgt_fmt = read_amazon(target, fmt)
     users_map = _dense_ids(pa.chunked_array(src.column(_USER).chunks + tgt.column(_USER).chunks))
     items_map = _dense_ids(pa.chunked_array(src.column(_ITEM).chunks + tgt.column(_ITEM).chunks))
 
@@ -365,19 +381,3 @@ def import_amazon(source: Path | str, target: Path | str, out: Path | str) -> Im
         n_days,
     )
 
-
-def make_amazon_files(
-    out_dir: Path | str,
-    seed: int,
-    n_users: int = 400,
-    n_items: int = 300,
-    fmt: str = FORMAT_5CORE,
-    ratings_per_user: float = 8.0,
-    overlap: float = 0.6,
-    source_name: str = "Books",
-    target_name: str = "Movies_and_TV",
-) -> tuple[Path, Path]:
-    """Write a synthetic Amazon-like (source, target) file pair in `fmt`; see features.amazon_synth."""
-    from features.amazon_synth import make_amazon_files as make
-
-    return make(out_dir, seed, n_users, n_items, fmt, ratings_per_user, overlap, source_name, target_name)

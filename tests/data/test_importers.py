@@ -13,18 +13,15 @@ import pytest
 from typer.testing import CliRunner
 
 from features import contract as C
+from features.amazon_formats import FORMAT_5CORE, FORMAT_2014, FORMAT_2018, FORMATS
+from features.amazon_synth import make_amazon_files
 from features.importers import (
-    FORMAT_5CORE,
-    FORMAT_2014,
-    FORMAT_2018,
-    FORMATS,
     MAPPINGS_DIR,
     RAW_ID,
     AmazonImportError,
     detect_format,
     domain_name_from_file,
     import_amazon,
-    make_amazon_files,
 )
 from features.io import check_contract, read_table
 
@@ -248,3 +245,62 @@ def test_amazon_sample_cli_writes_importable_deterministic_files(tmp_path: Path)
     assert summary.overlap_users > 0
     bad = runner.invoke(app, ["import", "amazon-sample", "--out", str(tmp_path / "c"), "--format", "csv"])
     assert bad.exit_code == 2 and "unknown format" in bad.output
+
+
+def test_format_flag_reads_numeric_ids_in_2014_order(tmp_path: Path) -> None:
+    """Numeric ids cannot be told apart: detection fails naming --format; --format 2014 / 2018 decide."""
+    from dacdr.cli import app
+
+    rows = [(11, 901, 5.0, DAY1), (12, 902, 3.0, DAY2), (11, 902, 4.0, DAY2 + 5)]
+    src = _csv(tmp_path / "ratings_Books.csv", rows)  # 2014 order: user,item,rating,ts
+    tgt = _csv(tmp_path / "ratings_CDs.csv", [(11, 903, 2.0, DAY1), (13, 904, 1.0, DAY2)])
+    with pytest.raises(AmazonImportError, match="--format"):
+        import_amazon(src, tgt, tmp_path / "detected")
+    assert not (tmp_path / "detected").exists()
+    runner = CliRunner()
+    res = runner.invoke(app, ["import", "amazon", "--source", str(src), "--target", str(tgt), "--out",
+                              str(tmp_path / "z14"), "--format", "2014"])
+    assert res.exit_code == 0, res.output
+    users = pq.read_table(tmp_path / "z14" / MAPPINGS_DIR / "users.parquet").to_pandas()
+    items = pq.read_table(tmp_path / "z14" / MAPPINGS_DIR / "items.parquet").to_pandas()
+    assert sorted(users[RAW_ID]) == ["11", "12", "13"]  # the first column became users
+    assert sorted(items[RAW_ID]) == ["901", "902", "903", "904"]
+    uid = dict(zip(users[RAW_ID], users[C.USER_ID], strict=True))
+    beh = read_table(tmp_path / "z14", C.BEHAVIORS).to_pandas()
+    assert sorted(beh.loc[beh[C.USER_ID] == uid["11"], C.VALUE]) == [4.0, 5.0]
+    # the same file read in 2018 order swaps the roles: the first column becomes items
+    s18 = import_amazon(src, tgt, tmp_path / "z18", fmt="ratings2018")
+    assert (s18.source_format, s18.target_format) == (FORMAT_2018, FORMAT_2018)
+    users18 = pq.read_table(tmp_path / "z18" / MAPPINGS_DIR / "users.parquet").to_pandas()
+    assert sorted(users18[RAW_ID]) == ["901", "902", "903", "904"]
+    # an unknown --format is a one-line user error (exit 2), nothing written; so is a detection failure
+    bad = runner.invoke(app, ["import", "amazon", "--source", str(src), "--target", str(tgt), "--out",
+                              str(tmp_path / "bad"), "--format", "2020"])
+    assert bad.exit_code == 2 and "unknown format" in bad.output and "2014" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+    det = runner.invoke(app, ["import", "amazon", "--source", str(src), "--target", str(tgt), "--out",
+                              str(tmp_path / "det")])
+    assert det.exit_code == 2 and "--format" in det.output
+
+
+def test_format_flag_overrides_detection_of_a_json_file(tmp_path: Path) -> None:
+    """--format 2014 on 5-core JSON lines is read as CSV and fails clearly, naming the file."""
+    src, tgt = make_amazon_files(tmp_path / "in", seed=2, n_users=30, n_items=20, fmt=FORMAT_5CORE)
+    assert detect_format(src) == FORMAT_5CORE
+    with pytest.raises(AmazonImportError, match=src.name):
+        import_amazon(src, tgt, tmp_path / "out", fmt="2014")
+    assert import_amazon(src, tgt, tmp_path / "ok", fmt="5core").source_format == FORMAT_5CORE
+
+
+def test_importer_and_generator_import_no_circle() -> None:
+    """features.importers and features.amazon_synth both sit on features.amazon_formats, not on each other."""
+    import ast
+
+    import features.amazon_synth as synth
+    import features.importers as imp
+
+    for mod, other in ((imp, "features.amazon_synth"), (synth, "features.importers")):
+        tree = ast.parse(Path(mod.__file__).read_text())
+        names = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert other not in names, f"{mod.__name__} imports {other}"

@@ -50,7 +50,8 @@ def test_multidomain_quick_on_tiny(tiny_logs: Path, tmp_path: Path) -> None:
 
 def test_coldstart_quick_on_amazon_files(tmp_path: Path) -> None:
     """Cold-start transfer on generated Amazon files: columns, manifests, every model beats the item mean."""
-    from features.importers import FORMAT_2014, make_amazon_files
+    from features.amazon_formats import FORMAT_2014
+    from features.amazon_synth import make_amazon_files
     from models.experiments import COLDSTART_MODELS, RESULT_COLUMNS_RATING
 
     # a source with ~20 ratings per user (the rich domain CDR assumes), as `dacdr import amazon-sample`
