@@ -3,19 +3,39 @@
 from __future__ import annotations
 
 import typer
+from typer.core import TyperGroup
 
 from bento import cli as bento_cli
+from dacdr.errors import one_line_usage_errors
 from features import cli_logs, cli_store, cli_validate
 from flows import cli as flows_cli
 from models import cli as models_cli
 from models import cli_data as models_data_cli
 from models import cli_experiments as models_experiments_cli
 
+
+class DacdrGroup(TyperGroup):
+    """The root group: click's usage errors of any command print as one `error:` line (exit 2)."""
+
+    def make_context(self, *args: object, **kwargs: object) -> typer.Context:
+        """Parse the top-level options (`--threads x`) with one-line usage errors."""
+        with one_line_usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: typer.Context) -> object:
+        """Run the callback and the subcommand (whose own parsing happens here) likewise."""
+        with one_line_usage_errors():
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
     name="dacdr",
+    cls=DacdrGroup,
     help="Cross-domain CTR recommendation (DACDR): logs -> validation -> features -> train -> serve.",
     no_args_is_help=True,
     add_completion=False,
+    # click's plain help: typer's rich panels label every flag, --help included, as `<bool>`
+    rich_markup_mode=None,
 )
 # Each stage module owns a small typer app; its commands are merged at the top level here.
 # Stage CLIs import their heavy dependencies (torch, feast, bentoml) inside the command bodies,

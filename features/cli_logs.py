@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from dacdr.errors import UserError, existing_dir, existing_file, output_dir, user_errors
+
 app = typer.Typer()
 import_app = typer.Typer(help="Import public data sets into the log contract.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
@@ -23,11 +25,9 @@ def simulate_cmd(
     from features.contract import ContractError
     from features.simulator import simulate, summary_dict
 
-    try:
+    output_dir(out, "--out")
+    with user_errors(ValueError, ContractError):
         summary = simulate(preset, seed=seed, out=out, n_targets=n_targets)
-    except (ValueError, ContractError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     typer.echo(json.dumps(summary_dict(summary), indent=1))
 
 
@@ -46,11 +46,11 @@ def import_amazon_cmd(
     from features.contract import ContractError
     from features.importers import import_amazon
 
-    try:
+    existing_file(source, "--source")
+    existing_file(target, "--target")
+    output_dir(out, "--out")
+    with user_errors(ContractError):
         summary = import_amazon(source, target, out, fmt)
-    except ContractError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     typer.echo(json.dumps({**asdict(summary), "out": str(summary.out)}, indent=1))
 
 
@@ -66,11 +66,9 @@ def amazon_sample_cmd(
     """Write a synthetic Amazon-format (source, target) pair (taste shared across the two categories)."""
     from features.amazon_synth import make_amazon_files
 
-    try:
+    output_dir(out, "--out")
+    with user_errors(ValueError):
         src, tgt = make_amazon_files(out, seed, users, items, fmt, ratings_per_user)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     typer.echo(json.dumps({"source": str(src), "target": str(tgt)}, indent=1))
 
 
@@ -83,11 +81,16 @@ def check_logs_cmd(
     ),
 ) -> None:
     """Check a landing zone against the log contract; exit 1 naming the first bad file and problem."""
-    from features.contract import ContractError
+    from features.contract import TABLES, ContractError
     from features.io import check_contract
 
+    existing_dir(root, "ROOT")
+    names = tuple(t.strip() for t in tables.split(",") if t.strip())
+    unknown = [t for t in names if t not in TABLES]
+    if unknown or not names:
+        raise UserError(f"--tables {tables!r}: expected a comma-separated subset of {', '.join(TABLES)}")
     try:
-        rows = check_contract(root, tuple(t.strip() for t in tables.split(",") if t.strip()))
+        rows = check_contract(root, names)
     except (ContractError, KeyError) as exc:
         typer.echo(f"contract violation: {exc}", err=True)
         raise typer.Exit(1) from exc
