@@ -100,3 +100,16 @@ def domain_name(name: str, option: str = "--domain") -> str:
     if not is_valid_domain_name(name):
         raise UserError(f"{option} {name!r}: not a domain name (must match {DOMAIN_NAME_PATTERN})")
     return name
+
+
+def iso_day(value: str, option: str) -> str:
+    """`value` if it is a calendar day written YYYY-MM-DD, else UserError naming `option`."""
+    from datetime import date
+
+    try:
+        if len(value) == 10:
+            date.fromisoformat(value)
+            return value
+    except ValueError:
+        pass
+    raise UserError(f"{option} {value!r}: expected a calendar day as YYYY-MM-DD, e.g. 2026-01-31")

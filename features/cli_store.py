@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from dacdr.errors import UserError, existing_dir, output_dir, user_errors
+
 app = typer.Typer()
 features_app = typer.Typer(
     help="Feast feature store: build snapshots, apply, materialize, serve online features.",
@@ -25,15 +27,26 @@ def _parse_end(end: str | None) -> datetime | None:
     try:
         when = datetime.fromisoformat(end)
     except ValueError as exc:
-        raise typer.BadParameter(f"--end {end!r} is not YYYY-MM-DD or an ISO datetime") from exc
+        raise UserError(f"--end {end!r}: expected YYYY-MM-DD or an ISO datetime") from exc
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _built_workdir(workdir: Path) -> Path:
+    """`workdir` if `dacdr features build` has rendered its Feast repo, else a UserError saying so."""
+    from features.store import YAML_NAME, repo_dir
+
+    existing_dir(workdir, "--workdir")
+    if not (repo_dir(workdir) / YAML_NAME).is_file():
+        build_cmd = f"dacdr features build --workdir {workdir}"
+        raise UserError(f"--workdir {workdir}: no feature repo; run `{build_cmd}` first")
+    return workdir
 
 
 @features_app.command("build")
 def build_cmd(
     logs: Path = typer.Option(..., "--logs", help="Landing or curated zone (behaviors, items, domains)."),
     workdir: Path = typer.Option(DEFAULT_WORKDIR, "--workdir", help=WORKDIR_HELP),
-    max_len: int = typer.Option(50, "--max-len", help="Sequence length per behaviour type."),
+    max_len: int = typer.Option(50, "--max-len", min=1, help="Sequence length per behaviour type."),
     online: str = typer.Option("sqlite", "--online", help="Online store: sqlite (default) or redis."),
     redis_url: str | None = typer.Option(
         None, "--redis-url", help="Redis server for --online redis, e.g. redis://127.0.0.1:6379/0."
@@ -42,10 +55,10 @@ def build_cmd(
     """Compute daily per-user sequence snapshots and the other views' parquet; render the Feast repo."""
     from features.store import OnlineConfig, build
 
-    try:
+    existing_dir(logs, "--logs")
+    output_dir(workdir, "--workdir")
+    with user_errors(ValueError, option="--online / --redis-url"):
         config = OnlineConfig(kind=online, redis_url=redis_url)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
     result = build(logs, workdir, max_len=max_len, online=config)
     for name, rows in result.rows.items():
         typer.echo(f"{name}: {rows} rows")
@@ -55,9 +68,10 @@ def build_cmd(
 @features_app.command("apply")
 def apply_cmd(workdir: Path = typer.Option(DEFAULT_WORKDIR, "--workdir", help=WORKDIR_HELP)) -> None:
     """Register entities, sources, views and the dacdr_v1 feature service (like `feast apply`)."""
-    from features.store import apply
+    from features.store import FeatureStoreError, apply
 
-    names = apply(workdir)
+    with user_errors(FeatureStoreError):
+        names = apply(_built_workdir(workdir))
     typer.echo(f"applied {len(names)} objects: {', '.join(names)}")
 
 
@@ -69,9 +83,19 @@ def materialize_cmd(
     ),
 ) -> None:
     """Incrementally load the latest feature rows up to --end into the online store."""
-    from features.store import materialize
+    import warnings
 
-    result = materialize(workdir, _parse_end(end))
+    from features.store import FeatureStoreError, materialize
+
+    workdir, until = _built_workdir(workdir), _parse_end(end)
+    import feast  # noqa: F401  # its import turns DeprecationWarnings on ("once") for the whole process
+    with warnings.catch_warnings(), user_errors(FeatureStoreError):
+        # feast reads the offline store through ibis, whose duckdb backend calls APIs duckdb has
+        # deprecated (fetch_arrow_table); nothing a user can act on, so only those two libraries'
+        # DeprecationWarnings are silenced, only while materializing, and after feast's import
+        for module in (r"ibis\.", r"feast\."):
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
+        result = materialize(workdir, until)
     total = sum(result.rows.values())
     for view, rows in result.rows.items():
         typer.echo(f"{view}: {rows} rows")
@@ -86,6 +110,8 @@ def serve_cmd(
     workers: int = typer.Option(1, "--workers", help="Server worker processes."),
 ) -> None:
     """Start Feast's HTTP feature server (`feast serve`): POST /get-online-features."""
-    from features.store import open_store
+    from features.store import FeatureStoreError, open_store
 
-    open_store(workdir).serve(host=host, port=port, workers=workers)
+    with user_errors(FeatureStoreError):
+        store = open_store(_built_workdir(workdir))
+    store.serve(host=host, port=port, workers=workers)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from dacdr.errors import existing_dir, iso_day, output_dir
+
 app = typer.Typer()
 
 
@@ -23,13 +25,14 @@ def validate(
     from features.suites import CountBounds
     from features.validation import ValidationConfig, ValidationFailed, validate_day
 
+    # the inputs are checked before anything is written under --out
+    existing_dir(logs, "--logs")
+    iso_day(dt, "--dt")
+    output_dir(out, "--out")
     config = ValidationConfig(CountBounds(count_low, count_high, count_window), data_docs=data_docs)
     try:
         summary = validate_day(logs, dt, out, config=config)
     except ValidationFailed as exc:
         typer.echo(f"validation of {dt} FAILED (nothing written to {out}/curated): {exc}", err=True)
         raise typer.Exit(code=1) from None
-    except ValueError as exc:  # a malformed --dt
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
     typer.echo(summary.render())
