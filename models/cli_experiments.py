@@ -14,10 +14,12 @@ app.add_typer(experiment, name="experiment")
 EPOCHS_HELP = "Epochs per model (default 10; --quick: 3)."
 QUICK_HELP = "CI-sized budget: 3 epochs of <= 400 batches of 512, no grid search."
 MAX_BATCHES_HELP = "Cap on batches per epoch for every model (default: none; --quick: 400)."
+STEPS_HELP = ("Optimiser steps per fit; epochs are derived from each fit's rows (overrides --epochs), so "
+              "small training sets are not starved.")
 
 
 def budget(quick: bool, device: str, epochs: int | None, batch_size: int | None, max_batches: int | None,
-           lr: float | None, tune: bool | None):  # -> models.experiments.ExperimentConfig
+           lr: float | None, tune: bool | None, steps: int | None = None):  # -> ExperimentConfig
     """The shared budget: --quick or the full default, with any explicitly given field overriding it."""
     from dataclasses import replace
 
@@ -25,7 +27,7 @@ def budget(quick: bool, device: str, epochs: int | None, batch_size: int | None,
 
     cfg = quick_config(device) if quick else ExperimentConfig(device=device)
     given = {"epochs": epochs, "batch_size": batch_size, "max_batches_per_epoch": max_batches, "lr": lr,
-             "tune": tune}
+             "tune": tune, "max_steps": steps}
     return replace(cfg, **{k: v for k, v in given.items() if v is not None})
 
 
@@ -33,21 +35,22 @@ def budget(quick: bool, device: str, epochs: int | None, batch_size: int | None,
 def multidomain_cmd(
     logs: Path = typer.Option(..., "--logs", help="Landing zone (e.g. `dacdr simulate` output)."),
     out: Path = typer.Option(..., "--out", help="Folder for results.csv, report.md, chart.png, manifests."),
-    seeds: int = typer.Option(3, "--seeds", min=1, help="Number of seeds (0..N-1) per model."),
+    seeds: int = typer.Option(3, "--seeds", help="Number of seeds (0..N-1) per model."),
     quick: bool = typer.Option(False, "--quick", help=QUICK_HELP),
     model: list[str] | None = typer.Option(None, "--model", help="Only these models (repeatable)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help=EPOCHS_HELP),
-    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Rows per batch (default 1024)."),
-    max_batches: int | None = typer.Option(None, "--max-batches-per-epoch", min=1, help=MAX_BATCHES_HELP),
-    lr: float | None = typer.Option(None, "--lr", min=0.0, help="Learning rate of every model."),
+    epochs: int | None = typer.Option(None, "--epochs", help=EPOCHS_HELP),
+    steps: int | None = typer.Option(None, "--steps", help=STEPS_HELP),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Rows per batch (default 1024)."),
+    max_batches: int | None = typer.Option(None, "--max-batches-per-epoch", help=MAX_BATCHES_HELP),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate of every model."),
     tune: bool | None = typer.Option(None, "--tune/--no-tune", help="Grid search on validation."),
 ) -> None:
     """Train every baseline, DACDR and its ablations on every target domain; report test AUC."""
     from features.contract import ContractError
     from models.experiments import multidomain
 
-    cfg = budget(quick, device, epochs, batch_size, max_batches, lr, tune)
+    cfg = budget(quick, device, epochs, batch_size, max_batches, lr, tune, steps)
     try:
         res = multidomain(logs, out, seeds=seeds, quick=quick, models=model or None, cfg=cfg)
     except (ContractError, ValueError, FileNotFoundError) as exc:
@@ -66,17 +69,20 @@ def coldstart_cmd(
     beta: list[float] = typer.Option(
         [0.2, 0.5, 0.8], "--beta", help="Cold-start share(s) of overlapping users: --beta 0.2 0.5 0.8."
     ),
-    seeds: int = typer.Option(3, "--seeds", min=1, help="Number of seeds (0..N-1) per model and beta."),
+    seeds: int = typer.Option(3, "--seeds", help="Number of seeds (0..N-1) per model and beta."),
     out: Path = typer.Option(..., "--out", help="Folder for results.csv, report.md, split manifests."),
     quick: bool = typer.Option(False, "--quick", help=QUICK_HELP),
+    model: list[str] | None = typer.Option(None, "--model", help="Only these models (repeatable)."),
+    fmt: str | None = typer.Option(None, "--format", help="Both files' format: 2014, 2018 or 5core."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help=EPOCHS_HELP),
-    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Rows per batch (default 1024)."),
-    max_batches: int | None = typer.Option(None, "--max-batches-per-epoch", min=1, help=MAX_BATCHES_HELP),
-    lr: float | None = typer.Option(None, "--lr", min=0.0, help="Learning rate of every model."),
+    epochs: int | None = typer.Option(None, "--epochs", help=EPOCHS_HELP),
+    steps: int | None = typer.Option(None, "--steps", help=STEPS_HELP),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Rows per batch (default 1024)."),
+    max_batches: int | None = typer.Option(None, "--max-batches-per-epoch", help=MAX_BATCHES_HELP),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate of every model."),
     tune: bool | None = typer.Option(None, "--tune/--no-tune", help="Grid search on validation."),
 ) -> None:
-    """Cold-start rating transfer: CMF, EMCDR, SSCDR, PTUPCDR, DACDR and the item-mean baseline."""
+    """Cold-start rating transfer: CMF, EMCDR, SSCDR, PTUPCDR, DACDR and the rating baselines."""
     from features.contract import ContractError
     from models.experiments import coldstart
 
@@ -88,10 +94,11 @@ def coldstart_cmd(
         except ValueError as exc:
             typer.echo(f"error: unexpected argument {extra!r} (only --beta takes several values)", err=True)
             raise typer.Exit(code=2) from exc
-    cfg = budget(quick, device, epochs, batch_size, max_batches, lr, tune)
+    cfg = budget(quick, device, epochs, batch_size, max_batches, lr, tune, steps)
     try:
-        res = coldstart(source, target, out, betas, seeds=seeds, quick=quick, cfg=cfg)
+        res = coldstart(source, target, out, betas, seeds=seeds, quick=quick, models=model or None, cfg=cfg,
+                        fmt=fmt)
     except (ContractError, ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
-    typer.echo(f"wrote {out}/results.csv ({len(res)} rows), {out}/report.md")
+    typer.echo(f"wrote {out}/results.csv ({len(res)} rows), {out}/report.md, {out}/chart.png")

@@ -54,7 +54,7 @@ def multi_hop(own: torch.Tensor, hop: torch.Tensor, has_items: torch.Tensor) -> 
 
 def sscdr_bridge(run):  # run: models.baselines.stages.BridgeRun
     """Stage 2: supervised mapping on overlapping users + the unsupervised triplet on source interactions."""
-    from models.baselines.stages import fit_mapping, mapping_budget, mapping_split
+    from models.baselines.stages import fit_mapping, mapping_budget, mapping_split, note_absent
 
     model = run.model
     both = torch.nonzero(model.has_target & run.has_source).squeeze(1)
@@ -67,6 +67,10 @@ def sscdr_bridge(run):  # run: models.baselines.stages.BridgeRun
         src, tgt = w_u[both].clone(), model.user_tgt.weight[both].detach().clone()
         neg = src_items[torch.randint(0, len(src_items), (int(pos.sum()),), generator=g)]
         unsup = (w_u[t["user"][pos]].clone(), w_i[t["item"][pos]].clone(), w_i[neg].clone())
+    if not bool(pos.any()):  # e.g. a ctr source with browses but no clicks: no triplet to form
+        note_absent(run.meta, run.name, "no source positives (label > 0): the unsupervised term is skipped; "
+                    "the mapping is fitted on the overlapping users alone")
+        unsup = None
     budget = mapping_budget(run.tcfg)
     loss = fit_mapping(model.mapping, src, tgt, budget, unsup, model.cfg.unsup_weight)
     with torch.no_grad():  # the served vector's squared error on the users the mapping held out

@@ -4,6 +4,7 @@ files, and this module imports models.train, which imports the zoo)."""
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ from models.checkpoint import load_checkpoint, save_checkpoint
 from models.spec import FeatureSpec
 from models.train import TrainConfig, fit, json_safe
 from models.zoo import get_entry
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -223,8 +226,8 @@ def train_bridge(
     torch.manual_seed(tcfg.seed)
     model = entry.build(cfg)
     is_src = train_t["domain"] == src
-    if not is_src.any() or is_src.all():
-        raise ValueError(f"{name} needs training rows of the source domain {source_domain!r} and of a target")
+    if is_src.all():
+        raise ValueError(f"{name} needs training rows of a target domain")
     with torch.no_grad():
         model.has_target.copy_(users_of(train_t, ~is_src, cfg.n_users))
     init_global_bias(model, train_t)
@@ -232,15 +235,36 @@ def train_bridge(
     pre = run_fit(
         model, name, spec, fit_t, hold_t, Path(out) / "pretrain", tcfg, {**meta, "stage": "pretrain"}
     )
-    pre.model.cfg.stage = "bridge"
-    run = BridgeRun(
-        pre.model, spec, train_t, val_t, users_of(train_t, is_src, cfg.n_users), Path(out), name, tcfg, meta
-    )
-    model, _ = bridge_stage(run)
-    model.cfg.stage = "serve"
+    has_source = users_of(train_t, is_src, cfg.n_users)
+    absent = no_bridge_reason(pre.model.has_target, has_source, source_domain)
+    if absent is not None:
+        # nothing to map from: serve the pre-trained target MF as it is (stage pretrain: every user,
+        # cold ones included, keeps their own target vector, untrained for cold users)
+        note_absent(meta, name, absent + ": no bridge is fitted; every user keeps the target MF vector")
+        model = pre.model
+        model.cfg.stage = "pretrain"
+    else:
+        pre.model.cfg.stage = "bridge"
+        run = BridgeRun(pre.model, spec, train_t, val_t, has_source, Path(out), name, tcfg, meta)
+        model, _ = bridge_stage(run)
+        model.cfg.stage = "serve"
     result = StageResult(model, spec, validation_value(model, spec, val_t, tcfg))
     save_final(result, name, out, {**meta, "stage": "serve"})
     return result
+
+
+def no_bridge_reason(has_target: torch.Tensor, has_source: torch.Tensor, source_domain: str) -> str | None:
+    """Why no bridge can be fitted (no source rows, fewer than 2 overlapping users), or None."""
+    if not bool(has_source.any()):
+        return f"no training rows of the source domain {source_domain!r}"
+    n = int((has_target & has_source).sum())
+    return None if n >= 2 else f"{n} users with both source and target rows (a mapping needs >= 2)"
+
+
+def note_absent(meta: dict, name: str, line: str) -> None:
+    """Log what a model does without a signal it uses, and record it for the experiment's report."""
+    log.warning("%s: %s", name, line)
+    meta.setdefault("no_signal", []).append(line)
 
 
 def pretrain_holdout(

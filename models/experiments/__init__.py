@@ -1,6 +1,6 @@
 """The paper's two experiments: multi-domain CTR (Table 2) and cold-start rating transfer (Table 3).
 
-common.py: model lists, shared budget, grids, source rows, training one model (custom_drivers);
+common.py: model lists, shared budget, grids, training one model (custom_drivers); data.py: source rows;
 multidomain.py / coldstart.py: one experiment each; report.py: report.md and charts.
 """
 
@@ -16,11 +16,12 @@ from models.experiments.common import (
     _day_start_us,
     custom_drivers,
     default_grids,
+    fit_one,
     quick_config,
-    source_rows,
     train_model,
     tune_and_train,
 )
+from models.experiments.data import source_rows
 from models.experiments.multidomain import multidomain
 from models.experiments.report import PAPER_TABLE2, PAPER_TABLE3
 
@@ -39,6 +40,7 @@ __all__ = [
     "coldstart_split",
     "custom_drivers",
     "default_grids",
+    "fit_one",
     "multidomain",
     "quick_config",
     "source_rows",

@@ -20,11 +20,23 @@ from models.experiments.common import (
     TRAIN_ROWS,
     ExperimentConfig,
     Tensors,
+    absent_signals,
+    check_config,
+    check_run,
     quick_config,
-    source_rows,
     tune_and_train,
 )
+from models.experiments.data import source_rows, zone_signals
 from models.experiments.report import write_rating_report
+
+
+def check_betas(betas: list[float]) -> None:
+    """Fail before any training on an empty beta list or a beta outside (0, 1)."""
+    if not betas:
+        raise ValueError("no beta given; e.g. --beta 0.2 0.5 0.8")
+    bad = [b for b in betas if not 0.0 < b < 1.0]
+    if bad:
+        raise ValueError(f"beta must be in (0, 1), got {bad}")
 
 
 def coldstart_split(
@@ -60,6 +72,7 @@ def coldstart(
     quick: bool = False,
     models: list[str] | None = None,
     cfg: ExperimentConfig | None = None,
+    fmt: str | None = None,
 ) -> pd.DataFrame:
     """Cold-start rating transfer on an Amazon (source, target) file pair; writes results.csv, report.md,
     tuning.json and one split manifest per (beta, seed) under `out`. Returns the results frame."""
@@ -73,14 +86,12 @@ def coldstart(
     out = Path(out)
     cfg = cfg or (quick_config() if quick else ExperimentConfig())
     names = list(models or COLDSTART_MODELS)
-    unknown = sorted(set(names) - set(COLDSTART_MODELS))
-    if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; choose from {list(COLDSTART_MODELS)}")
-    if seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    check_run(names, COLDSTART_MODELS, seeds)
+    check_config(cfg)
+    check_betas(betas)
     out.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
-    summary = import_amazon(source, target, logs)
+    summary = import_amazon(source, target, logs, fmt)
     table = build_training_table(logs)  # every target rating with its time-ordered source history
     # no pandas metadata: it would record ArrowDtype names that to_pandas cannot parse back
     arrow = pa.Table.from_pandas(table, schema=training_schema(table), preserve_index=False)
@@ -127,6 +138,7 @@ def coldstart(
                 spec.tensorize(arrow.filter(pa.array(is_val))),
                 summary.source_domain,
             )
+            signals = zone_signals(spec, data.target, data.joint, summary.source_domain)
             te = arrow.filter(pa.array(is_test))
             test_t = spec.tensorize(te)
             labels = te.column(C.LABEL).to_numpy().astype(np.float64)
@@ -160,5 +172,6 @@ def coldstart(
     results = pd.DataFrame(rows, columns=list(RESULT_COLUMNS_RATING))
     results.to_csv(out / "results.csv", index=False)
     (out / "tuning.json").write_text(json.dumps({"chosen": chosen, "log": log}, indent=2, default=str) + "\n")
-    write_rating_report(results, out, cfg, quick, seeds, summary)
+    absent = {n: absent_signals(n, signals) for n in names}
+    write_rating_report(results, out, cfg, quick, seeds, summary, log, signals, absent)
     return results

@@ -1,4 +1,4 @@
-"""What both experiments share: model lists, the shared budget and grids, source rows, training one model.
+"""What both experiments share: model lists, the shared budget and grids, training one model.
 
 Every model gets the same embedding size, optimiser budget and early-stopping rule (ExperimentConfig);
 each model's few hyper-parameters are picked on validation from the grid in ExperimentConfig.grids
@@ -7,6 +7,7 @@ each model's few hyper-parameters are picked on validation from the grid in Expe
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -14,11 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import torch
-
-from features import contract as C
 
 CTR_MODELS: tuple[str, ...] = (
     "popularity",
@@ -101,6 +98,9 @@ class ExperimentConfig:
     lr: float = 2e-3
     patience: int = 2
     max_batches_per_epoch: int | None = None
+    # total optimiser steps per fit; None = `epochs` passes. Set, each fit gets ceil(max_steps / batches
+    # per epoch) epochs, so a small training set (cold-start at beta 0.8) gets as many steps as a large one
+    max_steps: int | None = None
     device: str = "cpu"
     tune: bool = True  # pick each model's grid point on validation (first seed); False = first point
     grids: dict[str, list[dict]] = field(default_factory=default_grids)
@@ -115,15 +115,50 @@ def quick_config(device: str = "cpu") -> ExperimentConfig:
     )
 
 
-def train_config(cfg: ExperimentConfig, model: str, seed: int):  # -> models.train.TrainConfig
-    """The shared optimiser budget as the trainer's config."""
+def budget_epochs(cfg: ExperimentConfig, n_rows: int | None) -> int:
+    """Epochs of one fit: cfg.epochs, or enough epochs over `n_rows` rows for cfg.max_steps steps."""
+    if cfg.max_steps is None or n_rows is None:
+        return cfg.epochs
+    per_epoch = max(1, math.ceil(n_rows / cfg.batch_size))
+    if cfg.max_batches_per_epoch is not None:
+        per_epoch = min(per_epoch, cfg.max_batches_per_epoch)
+    return max(1, math.ceil(cfg.max_steps / per_epoch))
+
+
+def check_config(cfg: ExperimentConfig) -> None:
+    """Fail before any training on a budget no fit can run with (ValueError naming the field)."""
+    for name in ("epochs", "batch_size", "patience", "embed_dim"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("max_steps", "max_batches_per_epoch"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if not cfg.lr > 0:
+        raise ValueError(f"lr must be > 0, got {cfg.lr}")
+
+
+def check_run(names: list[str], allowed: tuple[str, ...], seeds: int) -> None:
+    """Fail before any training on unknown model names or a seed count below 1."""
+    unknown = sorted(set(names) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; choose from {list(allowed)}")
+    if not names:
+        raise ValueError("no model to run")
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+
+
+def train_config(
+    cfg: ExperimentConfig, model: str, seed: int, n_rows: int | None = None
+):  # -> models.train.TrainConfig
+    """The shared optimiser budget as the trainer's config (`n_rows`: the fit's training rows)."""
     from models.train import TrainConfig
 
     return TrainConfig(
         model=model,
         device=cfg.device,
         seed=seed,
-        epochs=cfg.epochs,
+        epochs=budget_epochs(cfg, n_rows),
         batch_size=cfg.batch_size,
         lr=cfg.lr,
         patience=cfg.patience,
@@ -133,79 +168,26 @@ def train_config(cfg: ExperimentConfig, model: str, seed: int):  # -> models.tra
 
 
 # ---------------------------------------------------------------------------------------------
-# data: source-domain rows in the training-table layout
-# ---------------------------------------------------------------------------------------------
-
-
-def source_rows(logs: Path, like: pa.Table, before_us: int | None = None) -> pa.Table:
-    """The source domain's interactions as training-table rows (schema of `like`), for the models that
-    learn from source examples (CMF, EMCDR, SSCDR, PTUPCDR, DNN-multi and the multi-domain models).
-
-    ctr source: every browse is an example, label 1 when the user clicked the same item that day (the
-    simulator's browse -> click funnel). rating source: every `rate` behaviour, label = its value.
-    Sequences are empty (these rows carry no history); `before_us` keeps only earlier events.
-    """
-    from features import io
-    from models.dataset import read_domains
-
-    domains = read_domains(logs).to_pandas()
-    src = domains[domains[C.ROLE] == C.ROLE_SOURCE]
-    if len(src) != 1:
-        raise ValueError(f"{logs}: expected exactly one source domain, found {src[C.DOMAIN].tolist()}")
-    name, task = str(src[C.DOMAIN].iloc[0]), str(src[C.TASK].iloc[0])
-    beh = io.read_table(logs, C.BEHAVIORS)
-    beh = beh.filter(pc.equal(beh[C.DOMAIN], name))
-    if before_us is not None:
-        beh = beh.filter(pc.less(pc.cast(beh[C.EVENT_TIME], pa.int64()), before_us))
-    df = beh.select([C.EVENT_TIME, C.USER_ID, C.ITEM_ID, C.BEHAVIOR, C.VALUE]).to_pandas()
-    if task == C.TASK_CTR:
-        day = df[C.EVENT_TIME].dt.floor("D")
-        clicks = df.loc[df[C.BEHAVIOR] == "click", [C.USER_ID, C.ITEM_ID]].assign(_day=day).drop_duplicates()
-        rows = df.loc[df[C.BEHAVIOR] == "browse", [C.EVENT_TIME, C.USER_ID, C.ITEM_ID]].assign(_day=day)
-        rows = rows.merge(clicks.assign(_clicked=1.0), on=[C.USER_ID, C.ITEM_ID, "_day"], how="left")
-        rows[C.LABEL] = rows["_clicked"].fillna(0.0)
-    else:
-        rows = df.loc[df[C.BEHAVIOR] == "rate", [C.EVENT_TIME, C.USER_ID, C.ITEM_ID, C.VALUE]]
-        if rows[C.VALUE].isna().any():
-            raise ValueError(
-                f"{logs}: {int(rows[C.VALUE].isna().sum())} source 'rate' behaviours have no value"
-            )
-        rows = rows.rename(columns={C.VALUE: C.LABEL})
-    if rows.empty:
-        raise ValueError(f"{logs}: no usable source-domain ({name!r}) interactions")
-    rows = rows.sort_values([C.EVENT_TIME, C.USER_ID, C.ITEM_ID], kind="stable").reset_index(drop=True)
-    n = len(rows)
-    items = io.read_table(logs, C.ITEMS)
-    pos = pc.index_in(pa.array(rows[C.ITEM_ID].to_numpy()), value_set=items[C.ITEM_ID])
-    cols: dict[str, pa.Array] = {}
-    for f in like.schema:
-        c = f.name
-        if c == C.EVENT_TIME:
-            cols[c] = pa.array(rows[C.EVENT_TIME]).cast(f.type)
-        elif c == C.REQUEST_ID:
-            cols[c] = pc.binary_join_element_wise(f"{name}-", pa.array(np.arange(n).astype(str)), "")
-        elif c == C.DOMAIN:
-            cols[c] = pa.array(np.full(n, name, dtype=object), pa.string())
-        elif c in (C.USER_ID, C.ITEM_ID, C.LABEL):
-            cols[c] = pa.array(rows[c].to_numpy()).cast(f.type)
-        elif c in C.SIDE_INFO:
-            cols[c] = pc.fill_null(pc.take(items[c], pos), -1).cast(f.type)
-        elif c == C.IS_COLD:
-            cols[c] = pa.array(np.zeros(n, bool))
-        elif c.startswith("seq_"):
-            empty = pa.array(np.empty(0, np.int64), f.type.value_type)
-            cols[c] = pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), empty, type=f.type)
-        elif c.startswith(C.DOMAIN_FEATURE_PREFIX):
-            feat = c[len(C.DOMAIN_FEATURE_PREFIX) :]
-            cols[c] = pa.array(np.full(n, str(src[feat].iloc[0]), dtype=object), pa.string())
-        else:
-            raise ValueError(f"source_rows: no rule for training-table column {c!r}")
-    return pa.table(cols, schema=like.schema)
-
-
-# ---------------------------------------------------------------------------------------------
 # training one model (dispatch by name: explicit tables, no registries by string lookup)
 # ---------------------------------------------------------------------------------------------
+
+
+# models that read the source sequences (an empty behaviour type is an empty slot for them)
+SEQUENCE_READERS: frozenset[str] = frozenset(
+    {"dacdr", "dacdr_no_da", "dacdr_no_ia", "dacdr_no_both", "dnn_single", "dnn_multi", "shared_bottom",
+     "mmoe", "ple", "star", "sscdr", "ptupcdr"}
+)
+
+
+def absent_signals(name: str, signals: dict) -> list[str]:
+    """What model `name` does without the zone-level signals it uses (its driver adds its own lines)."""
+    lines = []
+    if TRAIN_ROWS.get(name) == JOINT and signals["source_rows"] == 0 and name not in custom_drivers():
+        lines.append("no source example rows: trains on the target rows alone")
+    if name in SEQUENCE_READERS and signals["empty_behaviors"]:
+        lines.append(f"no {'/'.join(signals['empty_behaviors'])} history in the zone: those sequence "
+                     "slots are empty for every row")
+    return lines
 
 
 @dataclass
@@ -232,6 +214,54 @@ def custom_drivers() -> dict[str, Callable]:
     return {"emcdr": train_emcdr, "sscdr": train_sscdr, "ptupcdr": train_ptupcdr}
 
 
+@dataclass
+class Trained:
+    """One trained model: the best model, its validation value, the signals it found absent (one line
+    each, from its driver) and the stages whose best validation epoch was the last allowed one."""
+
+    model: torch.nn.Module
+    val_value: float
+    no_signal: list[str]
+    capped: list[str]
+    epochs: int  # the epoch budget of each of its fits
+
+
+def fit_one(
+    name: str,
+    data: Tensors,
+    train_t: dict[str, torch.Tensor],
+    val_t: dict[str, torch.Tensor],
+    overrides: dict,
+    cfg: ExperimentConfig,
+    seed: int,
+    out: Path,
+) -> Trained:
+    """Train one zoo model with the shared budget (a custom driver when it has one)."""
+    from models.baselines.stages import domain_index, init_global_bias, run_fit
+    from models.train import init_output_bias
+    from models.zoo import get_entry
+
+    tcfg = train_config(cfg, name, seed, len(train_t["label"]))
+    # drivers append one line per absent signal to meta["no_signal"] (they also log it)
+    meta = {"model_name": name, "seed": seed, "overrides": overrides, "no_signal": []}
+    over = {"embed_dim": cfg.embed_dim, **overrides}
+    drivers = custom_drivers()
+    if name in drivers:
+        res = drivers[name](data.spec, train_t, val_t, out, data.source_domain, over, tcfg, meta)
+    else:
+        if name == "cmf":
+            over["source_domain"] = domain_index(data.spec, data.source_domain)
+        entry = get_entry(name)
+        torch.manual_seed(seed)
+        model = entry.build(entry.make_config(data.spec, over))
+        init_global_bias(model, train_t)
+        init_output_bias(model, train_t)
+        init_rating_head(model, train_t)
+        res = run_fit(model, name, data.spec, train_t, val_t, out, tcfg, meta)
+    return Trained(res.model, res.val_value, list(meta["no_signal"]), capped_stages(out, tcfg.epochs),
+                   tcfg.epochs)
+
+
 def train_model(
     name: str,
     data: Tensors,
@@ -243,27 +273,22 @@ def train_model(
     out: Path,
 ):  # -> (model, val_value)
     """Train one zoo model with the shared budget; returns (best model, validation value)."""
-    from models.baselines.stages import domain_index, init_global_bias, run_fit
-    from models.train import init_output_bias
-    from models.zoo import get_entry
-
-    tcfg = train_config(cfg, name, seed)
-    meta = {"model_name": name, "seed": seed, "overrides": overrides}
-    over = {"embed_dim": cfg.embed_dim, **overrides}
-    drivers = custom_drivers()
-    if name in drivers:
-        res = drivers[name](data.spec, train_t, val_t, out, data.source_domain, over, tcfg, meta)
-        return res.model, res.val_value
-    if name == "cmf":
-        over["source_domain"] = domain_index(data.spec, data.source_domain)
-    entry = get_entry(name)
-    torch.manual_seed(seed)
-    model = entry.build(entry.make_config(data.spec, over))
-    init_global_bias(model, train_t)
-    init_output_bias(model, train_t)
-    init_rating_head(model, train_t)
-    res = run_fit(model, name, data.spec, train_t, val_t, out, tcfg, meta)
+    res = fit_one(name, data, train_t, val_t, overrides, cfg, seed, out)
     return res.model, res.val_value
+
+
+def capped_stages(out: Path, epochs: int) -> list[str]:
+    """The fits under `out` (one metrics.jsonl per stage) whose best validation epoch is the last
+    allowed one: still improving when the budget ran out."""
+    from models.train import METRICS
+
+    capped = []
+    for path in sorted(Path(out).rglob(METRICS)):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        best = [r["epoch"] for r in rows if r.get("best")]
+        if best and best[-1] >= epochs - 1:
+            capped.append(path.parent.relative_to(out).as_posix() if path.parent != Path(out) else "fit")
+    return capped
 
 
 def init_rating_head(model: torch.nn.Module, train_t: dict[str, torch.Tensor]) -> None:
@@ -301,18 +326,21 @@ def tune_and_train(
     best_model, best_val, best_pt = None, float("nan"), points[0]
     for i, pt in enumerate(points):
         t0 = time.perf_counter()
-        model, val = train_model(name, data, train_t, val_t, pt, cfg, seed, out / f"grid{i}")
+        res = fit_one(name, data, train_t, val_t, pt, cfg, seed, out / f"grid{i}")
         log.append(
             {
                 "model": name,
                 "seed": seed,
                 "overrides": pt,
-                "val": val,
+                "val": res.val_value,
                 "seconds": round(time.perf_counter() - t0, 1),
+                "epochs": res.epochs,
+                "capped": res.capped,
+                "no_signal": res.no_signal,
             }
         )
-        if best_model is None or _better(val, best_val, higher):
-            best_model, best_val, best_pt = model, val, pt
+        if best_model is None or _better(res.val_value, best_val, higher):
+            best_model, best_val, best_pt = res.model, res.val_value, pt
     return best_model, best_pt
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from features import contract as C
 from models.experiments.common import (
@@ -21,10 +20,13 @@ from models.experiments.common import (
     ExperimentConfig,
     Tensors,
     _day_start_us,
+    absent_signals,
+    check_config,
+    check_run,
     quick_config,
-    source_rows,
     tune_and_train,
 )
+from models.experiments.data import source_domain_of, source_rows, zone_signals
 from models.experiments.report import write_ctr_report
 
 
@@ -60,11 +62,8 @@ def multidomain(
     logs, out = Path(logs), Path(out)
     cfg = cfg or (quick_config() if quick else ExperimentConfig())
     names = list(models or CTR_MODELS)
-    unknown = sorted(set(names) - set(TRAIN_ROWS))
-    if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; choose from {list(CTR_MODELS)}")
-    if seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    check_run(names, CTR_MODELS, seeds)
+    check_config(cfg)
     out.mkdir(parents=True, exist_ok=True)
     data_dir = build_dataset(logs, out / "dataset")
     manifest = read_manifest(data_dir)
@@ -72,8 +71,9 @@ def multidomain(
     src = source_rows(logs, tr, before_us=_day_start_us(manifest["days"]["test"][0]))
     joint = pa.concat_tables([tr, src])
     spec = FeatureSpec.fit(joint, manifest)
-    source_domain = str(pc.unique(src[C.DOMAIN])[0])
+    source_domain = source_domain_of(logs)[0]
     data = Tensors(spec, spec.tensorize(tr), spec.tensorize(joint), spec.tensorize(va), source_domain)
+    signals = zone_signals(spec, data.target, data.joint, source_domain)
     test_t = spec.tensorize(te)
     targets = list(manifest["target_domains"])
     split = {
@@ -85,6 +85,7 @@ def multidomain(
         "seeds": list(range(seeds)),
         "config": asdict(cfg),
         "models": names,
+        "signals": signals,
     }
     (out / "split_manifest.json").write_text(json.dumps(split, indent=2, default=str) + "\n")
 
@@ -95,9 +96,15 @@ def multidomain(
     cold = te.column(C.IS_COLD).to_numpy(zero_copy_only=False).astype(bool)
     dom_idx = {d: int(spec.domains.lookup([d])[0]) for d in targets}
     rows, log, chosen = [], [], {}
+    pred_dir = out / "predictions"
+    pred_dir.mkdir(exist_ok=True)
+    te.select([C.REQUEST_ID, C.DOMAIN, C.USER_ID, C.LABEL, C.IS_COLD]).to_pandas().to_parquet(
+        pred_dir / "test_rows.parquet", index=False
+    )
     for seed in range(seeds):
         for name in names:
             units = [(d, [d]) for d in targets] if TRAIN_ROWS[name] == PER_DOMAIN else [("all", targets)]
+            scores = np.full(len(labels), np.nan, np.float32)  # each test row scored by its domain's model
             for unit, doms in units:
                 key = f"{name}/{unit}"
                 if TRAIN_ROWS[name] == PER_DOMAIN:
@@ -123,6 +130,7 @@ def multidomain(
                 pred = predict_tensors(model, test_t, 8192, dev)
                 for d in doms:
                     m = t_dom == dom_idx[d]
+                    scores[m] = pred[m]
                     rows.append(
                         {
                             "model": name,
@@ -131,12 +139,15 @@ def multidomain(
                             **ctr_metrics(users[m], labels[m], pred[m], cold[m]),
                         }
                     )
+            # test-row scores, for significance checks (bootstrap over users) beside the summary metrics
+            np.save(pred_dir / f"{name}_seed{seed}.npy", scores)
         pd.DataFrame(rows, columns=list(RESULT_COLUMNS_CTR)).to_csv(out / "results.csv", index=False)
     results = pd.DataFrame(rows, columns=list(RESULT_COLUMNS_CTR))
     results.to_csv(out / "results.csv", index=False)
     (out / "tuning.json").write_text(json.dumps({"chosen": chosen, "log": log}, indent=2, default=str) + "\n")
     oracle = _oracle(logs, targets)
-    write_ctr_report(results, oracle, out, cfg, quick, seeds, preset_note)
+    absent = {n: absent_signals(n, signals) for n in names}
+    write_ctr_report(results, oracle, out, cfg, quick, seeds, preset_note, log, signals, absent)
     return results
 
 
