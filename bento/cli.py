@@ -13,7 +13,10 @@ from pathlib import Path
 
 import typer
 
+from dacdr.errors import domain_name, existing_dir, folder_with, user_errors
+
 app = typer.Typer()
+RUN_HINT = "a trained run dir (made by `dacdr train` or `dacdr finetune`)"
 
 
 @app.command("package")
@@ -26,8 +29,14 @@ def package_cmd(
 ) -> None:
     """Save a run's checkpoint to the BentoML model store and build the domain's Bento."""
     from bento.packaging import build_bento, save_model
+    from models.train import BEST
 
-    tag = save_model(run_dir, domain, base_model=base_model)
+    folder_with(run_dir, "RUN_DIR", BEST, RUN_HINT)
+    domain_name(domain)
+    if feast_repo is not None:
+        existing_dir(feast_repo, "--feast-repo")
+    with user_errors(ValueError):  # the run was not trained for --domain
+        tag = save_model(run_dir, domain, base_model=base_model)
     out = {"model": tag}
     if build:
         out["bento"] = build_bento(domain, tag, feast_repo=feast_repo)
@@ -50,6 +59,9 @@ def serve_cmd(
     from bento.packaging import model_name
     from bento.service import ENV_FEAST_REPO
 
+    domain_name(domain)
+    if feast_repo is not None:
+        existing_dir(feast_repo, "--feast-repo")
     target = bento or f"{model_name(domain)}:latest"
     env = dict(os.environ)
     if feast_repo is not None:
@@ -73,12 +85,17 @@ def rollout_cmd(
 ) -> None:
     """Promote a model if its holdout AUC >= the production model's (same rows with --dataset)."""
     from bento.packaging import build_bento
-    from bento.rollout import holdout_auc, rollout
+    from bento.rollout import RolloutError, holdout_auc, rollout
 
+    domain_name(domain)
     if (dataset is None) == (auc is None):
         raise typer.BadParameter("give exactly one of --dataset or --auc")
-    metric = auc if dataset is None else holdout_auc(dataset, split, domain)
-    decision = rollout(domain, model, metric)
+    if dataset is not None:
+        folder_with(dataset, "--dataset", f"{split}.parquet", f"a dataset folder with a {split!r} split")
+    with user_errors(ValueError, option="--dataset"):  # no rows of --domain in the split
+        metric = auc if dataset is None else holdout_auc(dataset, split, domain)
+    with user_errors(RolloutError):
+        decision = rollout(domain, model, metric)
     out = decision.to_dict()
     if build and decision.promoted:
         out["bento"] = build_bento(domain)
@@ -92,9 +109,11 @@ def rollback_cmd(
 ) -> None:
     """Make the previous production model of a domain current again."""
     from bento.packaging import build_bento
-    from bento.rollout import rollback
+    from bento.rollout import RolloutError, rollback
 
-    out = rollback(domain).to_dict()
+    domain_name(domain)
+    with user_errors(RolloutError):
+        out = rollback(domain).to_dict()
     if build:
         out["bento"] = build_bento(domain)
     typer.echo(json.dumps(out))

@@ -70,6 +70,14 @@ def existing_dir(path: Path, option: str) -> Path:
     return path
 
 
+def folder_with(path: Path, option: str, name: str, what: str) -> Path:
+    """`path` if it is an existing folder holding `name`, else UserError saying it is not `what`."""
+    existing_dir(path, option)
+    if not (path / name).exists():
+        raise UserError(f"{option} {path}: no {name}, not {what}")
+    return path
+
+
 def existing_file(path: Path, option: str) -> Path:
     """`path` if it is an existing file, else UserError naming `option`."""
     if not path.exists():

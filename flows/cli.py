@@ -9,6 +9,8 @@ from typing import Any
 
 import typer
 
+from dacdr.errors import output_dir, user_errors
+
 app = typer.Typer()
 
 PRESETS = ("tiny", "demo", "bench")
@@ -90,8 +92,16 @@ def pipeline_cmd(
     """The main job: simulate, validate, build features, train, package, roll out, onboard, serve once."""
     if preset not in PRESETS:
         raise typer.BadParameter(f"must be one of {list(PRESETS)}, got {preset!r}", param_hint="--preset")
+    output_dir(workdir, "--workdir")
+    from models.predict import resolve_device
+
+    with user_errors(ValueError, option="--device"):
+        resolve_device(device)
     configure_environment(workdir, verbose)
     from flows.pipeline import pipeline
+    from models.train import echo_progress
+
+    echo_progress()  # one line per model and epoch inside the training stages (no tqdm bars)
 
     if not verbose:
         import logging

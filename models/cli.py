@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 
 import typer
 
+from dacdr.errors import UserError, domain_name, folder_with, output_dir, user_errors
+
 app = typer.Typer()
+
+
+def _dataset(path: Path, option: str = "--data") -> Path:
+    """`path` if it is a dataset folder (manifest.json beside the splits), else a UserError."""
+    return folder_with(path, option, "manifest.json", "a dataset folder (made by `dacdr build-dataset`)")
+
+
+def _run(path: Path, option: str) -> Path:
+    """`path` if it is a trained run dir (holds checkpoint.pt), else a UserError."""
+    from models.train import BEST
+
+    return folder_with(path, option, BEST, "a trained run dir (made by `dacdr train`)")
+
+
+def _device(device: str) -> str:
+    """`device` if this machine has it (auto, cpu, cuda[:N]), else a UserError."""
+    from models.predict import resolve_device
+
+    with user_errors(ValueError, option="--device"):
+        resolve_device(device)
+    return device
+
+
+def _is_rank0() -> bool:
+    """Whether this process prints the summary (rank 0, or not under torchrun)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 @app.command("train")
@@ -16,25 +44,42 @@ def train_cmd(
     out: Path = typer.Option(..., "--out", help="Run dir to write checkpoint.pt, last.pt, metrics.jsonl."),
     model: str = typer.Option("dacdr", "--model", help="Zoo model name (models.zoo.MODELS)."),
     device: str = typer.Option("auto", "--device", help="auto (cuda when present), cpu or cuda."),
-    epochs: int = typer.Option(10, "--epochs", help="Maximum epochs (early stopping on validation)."),
-    batch_size: int = typer.Option(1024, "--batch-size", help="Rows per step (per process under torchrun)."),
+    epochs: int = typer.Option(10, "--epochs", min=1, help="Maximum epochs (early stopping on validation)."),
+    batch_size: int = typer.Option(
+        1024, "--batch-size", min=1, help="Rows per step (per process under torchrun)."
+    ),
     lr: float = typer.Option(2e-3, "--lr", help="Learning rate (SparseAdam and AdamW)."),
-    patience: int = typer.Option(1, "--patience", help="Epochs without validation gain before stopping."),
+    patience: int = typer.Option(
+        1, "--patience", min=1, help="Epochs without validation gain before stopping."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of init, shuffling and everything else."),
     resume: bool = typer.Option(False, "--resume", help="Continue a stopped run from RUN_DIR/last.pt."),
     embed_dim: int | None = typer.Option(None, "--embed-dim", help="Embedding size k (default 32)."),
     attn_dim: int | None = typer.Option(None, "--attn-dim", help="Attention size (default 32)."),
     dropout: float | None = typer.Option(None, "--dropout", help="Dropout of the MLPs (default 0)."),
-    max_batches: int | None = typer.Option(None, "--max-batches", help="Cap on steps per epoch."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the tqdm progress bar."),
+    max_batches: int | None = typer.Option(None, "--max-batches", min=1, help="Cap on steps per epoch."),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Show the tqdm bar within each epoch (epoch lines always)."
+    ),
 ) -> None:
-    """Train a model on a dataset dir; works unchanged under torchrun (DDP)."""
-    from models.train import train
+    """Train a model on a dataset dir (one line per epoch, then a summary); works under torchrun (DDP)."""
+    from models.train import echo_progress, summarize_run, train
+    from models.zoo import get_entry
 
+    _dataset(data)
+    output_dir(out, "--out")
+    with user_errors(ValueError, option="--model"):
+        get_entry(model)
+    _device(device)
+    if lr <= 0:
+        raise UserError(f"--lr {lr}: must be > 0")
+    if _is_rank0():
+        echo_progress()
     run = train(data, out, model=model, device=device, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
                 patience=patience, resume=resume, embed_dim=embed_dim, attn_dim=attn_dim, dropout=dropout,
                 max_batches_per_epoch=max_batches, progress=progress)
-    typer.echo(str(run))
+    if _is_rank0():
+        typer.echo(summarize_run(run, epochs, patience).render())
 
 
 @app.command("evaluate")
@@ -45,10 +90,17 @@ def evaluate_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
     """Evaluate a run per domain and overall (all / cold / warm users); writes RUN/eval_<split>.json."""
-    from models.evaluate import evaluate
+    from models.evaluate import eval_path, evaluate, format_table
+    from models.train import SPLITS
 
+    _run(run, "--run")
+    _dataset(data)
+    if split not in SPLITS:
+        raise UserError(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
+    _device(device)
     result = evaluate(run, data, split=split, device=device)
-    typer.echo(json.dumps(result["overall"], indent=2))
+    typer.echo(format_table(result))
+    typer.echo(f"wrote {eval_path(run, split)}")
 
 
 @app.command("finetune")
@@ -57,19 +109,38 @@ def finetune_cmd(
     domain: str = typer.Option(..., "--domain", help="The new target domain to fine-tune on."),
     data: Path = typer.Option(..., "--data", help="Dataset dir of the new domain."),
     out: Path = typer.Option(..., "--out", help="Run dir of the fine-tuned model."),
-    epochs: int = typer.Option(10, "--epochs", help="Maximum epochs (early stopping on validation)."),
-    batch_size: int = typer.Option(256, "--batch-size", help="Rows per step."),
+    epochs: int = typer.Option(10, "--epochs", min=1, help="Maximum epochs (early stopping on validation)."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Rows per step."),
+    patience: int = typer.Option(
+        2, "--patience", min=1, help="Epochs without validation gain before stopping."
+    ),
     lr: float = typer.Option(2e-3, "--lr", help="Learning rate."),
     seed: int = typer.Option(0, "--seed", help="Seed."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the tqdm progress bar."),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Show the tqdm bar within each epoch (epoch lines always)."
+    ),
 ) -> None:
     """Fine-tune e_d, target item embeddings and attention W^Q/W^K/W^V on a new domain (rest frozen)."""
     from models.finetune import finetune
+    from models.spec import manifest_domains, read_manifest
+    from models.train import echo_progress, summarize_run
 
+    _run(base, "--base")
+    domain_name(domain)
+    _dataset(data)
+    with user_errors(ValueError, option="--data"):
+        known = manifest_domains(read_manifest(data))
+    if domain not in known:
+        raise UserError(f"--domain {domain!r}: not in {data}/manifest.json (has {', '.join(sorted(known))})")
+    output_dir(out, "--out")
+    _device(device)
+    if lr <= 0:
+        raise UserError(f"--lr {lr}: must be > 0")
+    echo_progress()
     run = finetune(base, domain, data, out, epochs=epochs, seed=seed, device=device, batch_size=batch_size,
-                   lr=lr, progress=progress)
-    typer.echo(str(run))
+                   lr=lr, patience=patience, progress=progress)
+    typer.echo(summarize_run(run, epochs, patience).render())
 
 
 if __name__ == "__main__":  # `torchrun --nproc_per_node=N -m models.cli train ...`

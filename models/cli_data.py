@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from dacdr.errors import existing_dir, output_dir, user_errors
+
 app = typer.Typer()
 
 
@@ -32,13 +34,14 @@ def build_dataset_cmd(
     from features.contract import ContractError
     from models.dataset import MANIFEST, build_dataset
 
-    try:
+    existing_dir(logs, "--logs")
+    if base_logs is not None:
+        existing_dir(base_logs, "--base-logs")
+    output_dir(out, "--out")
+    with user_errors(ContractError, ValueError):  # data that cannot make a dataset, e.g. too few days
         path = build_dataset(
             logs, out, max_len=max_len, test_days=test_days, val_days=val_days, base_logs=base_logs
         )
-    except (ContractError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
     manifest = json.loads((path / MANIFEST).read_text())
     rows = ", ".join(f"{k}={v}" for k, v in manifest["rows"].items())
     typer.echo(f"wrote {path}: {rows}")

@@ -16,6 +16,34 @@ from models.predict import predict, resolve_device
 from models.train import BEST, read_split
 
 GROUPS = ("all", "cold", "warm")
+# the columns of the printed table, per task (the JSON holds every metric)
+TABLE_COLUMNS = {C.TASK_CTR: ("auc", "gauc", "logloss"), C.TASK_RATING: ("mae", "rmse")}
+
+
+def eval_path(run: Path, split: str) -> Path:
+    """Where evaluate writes the metrics of `split`: RUN/eval_<split>.json."""
+    return Path(run) / f"eval_{split}.json"
+
+
+def format_table(result: dict) -> str:
+    """evaluate's result as text: per task, one block of domain x (all, cold, warm) rows, then overall."""
+    r = result
+    lines = [f"{r['model_name']} on the {r['split']} split of {r['data']} ({r['rows']:,} rows)"]
+    for task, cols in TABLE_COLUMNS.items():
+        blocks = [(d, m) for d, m in result["domains"].items() if cols[0] in m["all"]]
+        if task in result["overall"]:
+            blocks.append((f"(all {task} domains)", result["overall"][task]))
+        if not blocks:
+            continue
+        width = max(len(d) for d, _ in blocks)
+        head = "".join(f" {c.upper():>8}" for c in cols)
+        lines.append(f"  {task:<{width}}  {'users':<5} {'rows':>9}{head}")
+        for name, groups in blocks:
+            for i, group in enumerate(GROUPS):
+                m = groups[group]
+                cells = "".join(" " + (f"{m[c]:8.4f}" if m.get(c) is not None else f"{'-':>8}") for c in cols)
+                lines.append(f"  {name if i == 0 else '':<{width}}  {group:<5} {m['n']:>9,}{cells}")
+    return "\n".join(lines)
 
 
 def group_metrics(task: str, users: np.ndarray, labels: np.ndarray, preds: np.ndarray) -> dict:
@@ -65,7 +93,7 @@ def evaluate(
             overall[task] = slice_metrics(task, users[m], labels[m], preds[m], cold[m])
     result = {"run": str(run), "data": str(data), "split": split, "model_name": meta["model_name"],
               "rows": int(tbl.num_rows), "domains": per_domain, "overall": overall}
-    path = run / f"eval_{split}.json"
+    path = eval_path(run, split)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
