@@ -9,7 +9,8 @@ import typer
 
 from dacdr.errors import UserError, domain_name, folder_with, output_dir, user_errors
 
-app = typer.Typer()
+# plain click output as under `dacdr` (torchrun runs this app alone: `python -m models.cli train ...`)
+app = typer.Typer(rich_markup_mode=None)
 
 
 def _dataset(path: Path, option: str = "--data") -> Path:

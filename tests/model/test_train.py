@@ -94,8 +94,11 @@ def test_ddp_two_process_gloo_matches_single_process(synth_data: Path, tmp_path:
 
 def test_finetune_trains_only_the_paper_parameters(synth_run: Path, synth_new_domain: Path,
                                                    tmp_path: Path) -> None:
-    """Frozen parameters stay bit-identical (grown tables: old rows kept, new = UNK); trained ones move."""
-    from models.finetune import finetune
+    """Frozen parameters stay bit-identical (grown tables: old rows kept, new = UNK); trained ones move
+    away from where fine-tuning started (the base grown to the new spec), compared by value."""
+    import copy
+
+    from models.finetune import finetune, grow_for_spec
 
     base, base_spec, _ = load_checkpoint(synth_run / BEST)
     out = finetune(synth_run, NEW_DOMAIN, synth_new_domain, tmp_path / "ft", epochs=1, seed=0, device="cpu",
@@ -104,13 +107,16 @@ def test_finetune_trains_only_the_paper_parameters(synth_run: Path, synth_new_do
     assert meta["finetune_domain"] == NEW_DOMAIN and spec.domain_tasks[NEW_DOMAIN] == "ctr"
     assert len(spec.items) > len(base_spec.items)
     before = dict(base.named_parameters())
+    # the exact starting point: finetune grows the base to the extended spec, then trains
+    start = dict(grow_for_spec(copy.deepcopy(base), spec).named_parameters())
     trained_moved = []
     for name, p in ft.named_parameters():
         old = before[name].detach()
         new = p.detach()
         head = new[: old.shape[0]] if new.shape != old.shape else new
         if name.startswith(FINETUNE_TRAINABLE):
-            trained_moved.append(not torch.equal(head, old) or new.shape != old.shape)
+            assert new.shape == start[name].shape, name
+            trained_moved.append(not torch.equal(new, start[name].detach()))  # values, not the shape
         else:
             assert torch.equal(head, old), f"frozen parameter {name} changed"
             if new.shape != old.shape:  # grown frozen table: new rows start (and stay) at the UNK row
