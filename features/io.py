@@ -85,9 +85,48 @@ def conform(tbl: pa.Table, table: str, source: str = "<memory>", keep_extra: boo
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
+def _hidden(part: C.Partition, root: Path | str) -> bool:
+    """A file under a dot/underscore folder or named so: temp and `.old` leftovers of a swap, markers."""
+    rel = part.path.relative_to(Path(root) / part.table)
+    return any(name.startswith((".", "_")) for name in rel.parts)
+
+
+def data_partitions(root: Path | str, table: str, dt: str | None = None) -> list[C.Partition]:
+    """The files of a table that hold its data: event tables only in `dt=YYYY-MM-DD` folders.
+
+    atomic_dir leaves `.dt=D.<tmp>` and `.dt=D.old.<id>` folders beside the partition when a swap
+    is interrupted; they hold a copy of the day, so reading them would double its rows.
+    """
+    parts = [p for p in C.list_partitions(root, table, dt) if not _hidden(p, root)]
+    if table in C.EVENT_TABLES:
+        parts = [p for p in parts if p.dt is not None]
+    return parts
+
+
+def stray_files(root: Path | str, table: str, dt: str | None = None) -> list[Path]:
+    """Files under a table's folder that no reader reads (wrong suffix, outside any dt= folder).
+
+    With `dt`, only those inside that day's folder plus those outside every dt= folder. Hidden
+    files (swap leftovers, markers) are not listed: they are expected beside a live partition.
+    """
+    base = Path(root) / table
+    if not base.is_dir():
+        return []
+    read = {p.path for p in data_partitions(root, table)}
+    out = []
+    for path in sorted(base.rglob("*")):
+        rel = path.relative_to(base)
+        if not path.is_file() or path in read or any(n.startswith((".", "_")) for n in rel.parts):
+            continue
+        days = [n.removeprefix("dt=") for n in rel.parts[:-1] if n.startswith("dt=")]
+        if dt is None or not days or days[-1] == dt:
+            out.append(path)
+    return out
+
+
 def read_table(root: Path | str, table: str, dt: str | None = None, keep_extra: bool = False) -> pa.Table:
-    """Read every file of a contract table (optionally one day) as one contract-typed table."""
-    parts = C.list_partitions(root, table, dt)
+    """Read every data file of a contract table (optionally one day) as one contract-typed table."""
+    parts = data_partitions(root, table, dt)
     if not parts:
         where = f"{root}/{table}" + (f"/dt={dt}" if dt else "")
         raise C.ContractError(f"{where}: no parquet or csv files for table {table!r}")
@@ -191,7 +230,7 @@ def _check_file(tbl: pa.Table, table: str, part: C.Partition) -> None:
 
 def _read_checked(root: Path, table: str) -> pa.Table:
     """Read and row-check every file of one table; ContractError naming the first bad file."""
-    parts = C.list_partitions(root, table)
+    parts = data_partitions(root, table)
     if not parts:
         raise C.ContractError(f"{root}/{table}: no parquet or csv files for table {table!r}")
     tables = []

@@ -220,3 +220,22 @@ def test_rating_labels_checked_against_their_range(tmp_path: Path) -> None:
     _set(C.IMPRESSIONS, C.LABEL, [0.0, 5.0])(frames)
     with pytest.raises(C.ContractError, match=r"must lie in \[1.0, 5.0\]"):
         check_contract(_write_zone(tmp_path / "bad", frames))
+
+
+def test_swap_leftovers_and_stray_files_are_not_read(zone: Path) -> None:
+    """Leftovers of an interrupted partition swap (.dt=D.old.*, temp folders) and files outside any
+    dt= folder are not data: reading the table without a day returns each row once."""
+    from features.io import stray_files
+
+    day = C.partition_dir(zone, C.IMPRESSIONS, DT)
+    base = zone / C.IMPRESSIONS
+    for leftover in (f".dt={DT}.old.0123abcd", f".dt={DT}.k2j3h4"):  # what atomic_dir leaves behind
+        (base / leftover).mkdir()
+        (base / leftover / "part-0.parquet").write_bytes((day / "part-0.parquet").read_bytes())
+    (base / "loose.parquet").write_bytes((day / "part-0.parquet").read_bytes())
+    (day / "part-1.PARQUET.gz").write_bytes(b"\x1f\x8b")
+    assert read_table(zone, C.IMPRESSIONS).num_rows == 2
+    assert read_table(zone, C.IMPRESSIONS, dt=DT).num_rows == 2
+    assert check_contract(zone)[C.IMPRESSIONS] == 2
+    assert stray_files(zone, C.IMPRESSIONS) == [day / "part-1.PARQUET.gz", base / "loose.parquet"]
+    assert stray_files(zone, C.IMPRESSIONS, "2026-09-02") == [base / "loose.parquet"]
