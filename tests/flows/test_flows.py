@@ -64,10 +64,15 @@ def test_pipeline_trains_packages_and_rolls_out_every_domain(tiny_pipeline: Pipe
     summary = tiny_pipeline.summary
     auc, oracle = summary["auc"], summary["oracle_auc"]
     assert len(auc) == 4 and set(auc) == set(oracle)
-    for domain, value in auc.items():
-        assert 0.0 <= value <= 1.0, domain
     onboarded = summary["bentos"][-1]["domain"]
     main = [d for d in auc if d != onboarded]
+    for domain, value in auc.items():
+        # nothing scores the test day better than the simulator's true click probabilities: a model
+        # above the oracle would be reading the label (leakage); on tiny the gap is > 0.15 per domain
+        assert value < oracle[domain], (domain, value, oracle[domain])
+    for domain in main:
+        # strictly above chance: a constant (0.5) or inverted (< 0.5) scorer fails; measured 0.56-0.64
+        assert auc[domain] > 0.5, (domain, auc[domain])
     # the main domains have enough data that even a 2-epoch model ranks clearly better than chance
     assert sum(auc[d] for d in main) / len(main) > 0.55
     for tag in summary["bentos"]:
