@@ -12,7 +12,9 @@ Layout of checkpoint.pt (a plain dict):
 from __future__ import annotations
 
 import os
+import pickle
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +31,67 @@ RETIRED_FORMATS: dict[str, str] = {
 }
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that exists but cannot be read back: empty, truncated or not a torch file."""
+
+
+def fsync_dir(folder: Path) -> None:
+    """fsync a folder so a rename inside it survives a power loss (no-op where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. platforms that cannot open folders
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_save(obj: Any, path: Path) -> Path:
-    """torch.save to a temp file beside `path`, then rename (never a half-written checkpoint)."""
+    """torch.save to a temp file beside `path`, fsync it, rename, fsync the folder.
+
+    Never a half-written checkpoint: without the fsyncs a crash after the rename can leave a
+    0-byte or truncated file under the final name (the rename reaches the disk before the data).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
     return path
+
+
+def load_file(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    """torch.load(weights_only=True) of a checkpoint or last.pt; CheckpointError naming a damaged file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    size = path.stat().st_size
+    advice = "delete it and retrain (or restore it from a copy)"
+    if size == 0:
+        raise CheckpointError(f"{path}: damaged checkpoint (0 bytes, an interrupted write); {advice}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):  # readable, but it holds objects we refuse to unpickle
+            raise CheckpointError(
+                f"{path}: holds objects that weights_only=True refuses to load; not a dacdr checkpoint"
+            ) from None
+        raise CheckpointError(f"{path}: damaged checkpoint ({size} bytes, unreadable); {advice}") from None
+    except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError) as exc:
+        # torch reports truncation as a zip reader RuntimeError ("failed finding central directory")
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: damaged checkpoint ({size} bytes, truncated or not a torch file: {first}); {advice}"
+        ) from None
 
 
 def checkpoint_dict(model: nn.Module, model_name: str, spec: FeatureSpec, meta: dict) -> dict:
@@ -61,9 +116,7 @@ def load_checkpoint(
 ) -> tuple[nn.Module, FeatureSpec, dict]:
     """(model in eval mode, spec, meta) rebuilt from the checkpoint alone (torch.load weights_only)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    ck = torch.load(path, map_location=map_location, weights_only=True)
+    ck = load_file(path, map_location)
     fmt = ck.get("format") if isinstance(ck, dict) else None
     if fmt in RETIRED_FORMATS:
         raise ValueError(f"{path}: a {fmt} checkpoint, {RETIRED_FORMATS[fmt]}; retrain it with this version")

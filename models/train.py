@@ -24,7 +24,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from models.checkpoint import atomic_save, checkpoint_dict, save_checkpoint
+from models.checkpoint import atomic_save, checkpoint_dict, load_file, save_checkpoint
 from models.metrics import auc, rmse
 from models.predict import predict_tensors, resolve_device
 from models.spec import FeatureSpec, read_manifest, trim_padding
@@ -213,6 +213,27 @@ def json_safe(obj: object) -> object:
 # ---------------------------------------------------------------------------------------------
 
 
+def truncate_metrics(path: Path, last_epoch: int) -> None:
+    """Keep only the metrics rows of epochs last.pt knows (<= last_epoch), rewritten atomically.
+
+    A row is appended before last.pt is saved: a crash in between leaves a row for an epoch the
+    resumed run trains again, which would appear twice. A torn last line is dropped too.
+    """
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int) and row["epoch"] <= last_epoch:
+            keep.append(line)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in keep))
+    tmp.replace(path)
+
+
 def fit(
     model: nn.Module,
     model_name: str,
@@ -237,12 +258,14 @@ def fit(
     opts = make_optimizers(model, cfg.lr, cfg.weight_decay)
     start_epoch, best, bad_epochs = 0, None, 0
     if resume and (out / LAST).is_file():
-        st = torch.load(out / LAST, map_location="cpu", weights_only=True)
+        st = load_file(out / LAST)
         model.load_state_dict(st["model"])
         for opt, s in zip(opts, st["optimizers"], strict=True):
             opt.load_state_dict(s)
         set_rng_state(st["rng"])
         start_epoch, best, bad_epochs = st["epoch"] + 1, st["best"], st["bad_epochs"]
+        if is_main:
+            truncate_metrics(out / METRICS, st["epoch"])
         if st["stopped"]:
             start_epoch = cfg.epochs  # the run had already stopped early: nothing left to do
     elif is_main and (out / METRICS).exists():
@@ -434,7 +457,7 @@ def train(
     resuming = resume and (out / LAST).is_file()
     if resuming:
         # the saved spec and config, so a resumed run is exactly the run that was stopped
-        st = torch.load(out / LAST, map_location="cpu", weights_only=True)["checkpoint"]
+        st = load_file(out / LAST)["checkpoint"]
         spec = FeatureSpec.from_state(st["spec"])
         net = entry.build(entry.config_from_dict(st["config"]))
     else:

@@ -132,3 +132,62 @@ def test_bad_input_is_named(synth_data: Path, tmp_path: Path) -> None:
         train(synth_data, tmp_path / "x", model="nope", device="cpu")
     with pytest.raises(FileNotFoundError, match="manifest"):
         train(tmp_path, tmp_path / "y", device="cpu")
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage"])
+def test_damaged_checkpoint_names_the_file(synth_run: Path, tmp_path: Path, damage: str) -> None:
+    """A 0-byte, truncated or garbage checkpoint fails with an error naming the file and 'damaged'."""
+    from models.checkpoint import CheckpointError
+
+    raw = (synth_run / BEST).read_bytes()
+    broken = tmp_path / "checkpoint.pt"
+    broken.write_bytes({"empty": b"", "truncated": raw[: len(raw) // 2], "garbage": b"\x00junk" * 99}[damage])
+    with pytest.raises(CheckpointError, match=rf"{broken}: damaged checkpoint") as info:
+        load_checkpoint(broken)
+    assert "\n" not in str(info.value)
+
+
+def test_resume_from_damaged_last_pt_names_it(synth_data: Path, tmp_path: Path) -> None:
+    """`train --resume` over an empty last.pt says which file is damaged (not a bare EOFError/Aborted)."""
+    from models.checkpoint import CheckpointError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LAST).write_bytes(b"")
+    with pytest.raises(CheckpointError, match=rf"{out / LAST}: damaged checkpoint \(0 bytes"):
+        train(synth_data, out, model="dacdr", device="cpu", epochs=1, resume=True, progress=False)
+
+
+def test_atomic_save_fsyncs_file_and_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """atomic_save fsyncs the data before the rename and the folder after it; no temp file remains."""
+    import stat
+
+    from models import checkpoint as ck
+
+    synced: list[str] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        """Record whether a file or a folder was synced."""
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real(fd)
+
+    monkeypatch.setattr(ck.os, "fsync", spy)
+    ck.atomic_save({"x": torch.ones(3)}, tmp_path / "a.pt")
+    assert synced == ["file", "dir"]
+    assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]
+
+
+def test_resume_after_crash_before_last_pt_has_one_row_per_epoch(synth_data: Path, tmp_path: Path) -> None:
+    """A crash after an epoch's metrics row but before its last.pt: the resumed run's epochs are 0,1,2."""
+    common = dict(model="dacdr", device="cpu", seed=SYNTH_SEED, batch_size=128, patience=10,
+                  max_batches_per_epoch=3, progress=False)
+    out = train(synth_data, tmp_path / "run", epochs=2, **common)
+    # the state of a crash during epoch 1's save: its row was appended, last.pt still says epoch 0
+    first = train(synth_data, tmp_path / "first", epochs=1, **common)
+    (out / LAST).write_bytes((first / LAST).read_bytes())
+    with open(out / METRICS, "a") as fh:
+        fh.write('{"epoch": 2, "train_lo')  # and a torn line from the moment of the crash
+    train(synth_data, out, epochs=3, resume=True, **common)
+    epochs = [json.loads(line)["epoch"] for line in (out / METRICS).read_text().splitlines()]
+    assert epochs == [0, 1, 2]
