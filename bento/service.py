@@ -14,25 +14,39 @@ keys from environment variables instead. The feature store location is runtime c
     DACDR_BATCH_MAX_LATENCY_MS  adaptive-batching latency budget of /rank_batch (default 30000;
                           read when the module loads; short budgets shed load as 503s, see
                           docs/serving.md)
+    DACDR_MAX_BODY_BYTES  largest request body accepted (default 1 MiB); larger ones get 413
+    DACDR_ONLINE_BUSY_TIMEOUT_MS  how long a read waits for a locked SQLite online store before
+                          the request gets 503 (default 200)
 
-The model and the feature store are loaded once, in __init__; /readyz is true only after both.
-Every request builds the training-table frame for (user, candidates) from the Feast online store
-and scores it with `models.predict.predict`, the same path offline evaluation uses.
+The model and the feature store are loaded once, in __init__; /readyz is true only after both,
+and only while the online store answers. Before any worker starts, `bentoml serve` checks the
+configuration, the model and the online store (`preflight`) and exits with one line when one is
+broken. Every request builds the training-table frame for (user, candidates) from the Feast
+online store and scores it with `models.predict.predict`, the same path offline evaluation uses.
+
+Errors: a bad request is a 400 naming the field (pydantic's detail), a body over the limit a 413,
+an online store that is locked or gone a 503 saying so; client errors are logged in one INFO line
+without the request body.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import os
+import sqlite3
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
-from pydantic import BaseModel, Field, StrictInt
+from bentoml.exceptions import BentoMLException, ServiceUnavailable
+from pydantic import AfterValidator, BaseModel, Field, StrictInt, ValidationError
 
 from dacdr.threads import configure as configure_threads
 
@@ -49,7 +63,13 @@ ENV_MODEL_TAG = "DACDR_MODEL_TAG"
 ENV_FEAST_REPO = "DACDR_FEAST_REPO"
 ENV_MAX_CANDIDATES = "DACDR_MAX_CANDIDATES"
 ENV_BATCH_MAX_LATENCY_MS = "DACDR_BATCH_MAX_LATENCY_MS"
+ENV_MAX_BODY_BYTES = "DACDR_MAX_BODY_BYTES"
+ENV_ONLINE_BUSY_TIMEOUT_MS = "DACDR_ONLINE_BUSY_TIMEOUT_MS"
 DEFAULT_MAX_CANDIDATES = 1000
+# 1000 candidates of 19-digit ids are ~20 kB; a 64-query batch of them ~1.3 MB would be refused,
+# so the default leaves room for ~50 full queries per body and DACDR_MAX_BODY_BYTES raises it
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+DEFAULT_ONLINE_BUSY_TIMEOUT_MS = 200
 DEFAULT_BATCH_MAX_LATENCY_MS = 30_000  # = the traffic timeout: never shed a request that could still finish
 BATCH_MAX_QUERIES = 64
 # Bento argument keys written by bento.packaging.build_bento
@@ -76,6 +96,24 @@ def read_positive_int(environ: dict[str, str] | os._Environ[str], name: str, def
 
 MAX_CANDIDATES = read_positive_int(os.environ, ENV_MAX_CANDIDATES, DEFAULT_MAX_CANDIDATES)
 BATCH_MAX_LATENCY_MS = read_positive_int(os.environ, ENV_BATCH_MAX_LATENCY_MS, DEFAULT_BATCH_MAX_LATENCY_MS)
+MAX_BODY_BYTES = read_positive_int(os.environ, ENV_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES)
+API_PATHS = ("/rank", "/rank_batch")
+# under "bentoml" so that the server's log configuration (handlers, INFO level) applies to it
+logger = logging.getLogger("bentoml.dacdr")
+
+
+def to_utc(value: dt.datetime) -> dt.datetime:
+    """The same instant in UTC (naive means UTC); ValueError when it has no UTC date in years 1-9999."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is in year 0 in UTC
+        raise ValueError(f"{value.isoformat()} lies outside years 1-9999 once converted to UTC") from None
+
+
+# validated while the request is parsed: a bad time is the sender's 400 and never enters a batch
+EventTime = Annotated[dt.datetime, AfterValidator(to_utc)]
 
 Id = Annotated[StrictInt, Field(ge=0, le=2**63 - 1, description="a non-negative int64 id")]
 Candidates = Annotated[
@@ -88,7 +126,7 @@ class RankRequest(BaseModel):
 
     user_id: Id
     item_ids: Candidates
-    event_time: dt.datetime | None = Field(
+    event_time: EventTime | None = Field(
         default=None, description="request time (ISO 8601, UTC when naive); default: now"
     )
 
@@ -125,10 +163,41 @@ class Query:
 
     @classmethod
     def of(cls, user_id: int, item_ids: list[int], event_time: dt.datetime | None = None) -> Query:
-        """A query at `event_time` (UTC; naive means UTC; None means now)."""
-        when = event_time or dt.datetime.now(dt.UTC)
-        when = when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+        """A query at `event_time` (UTC; naive means UTC; None means now); ValueError naming a bad time."""
+        try:
+            when = to_utc(event_time or dt.datetime.now(dt.UTC))
+        except ValueError as exc:
+            raise ValueError(f"event_time: {exc}") from None
         return cls(int(user_id), [int(i) for i in item_ids], when)
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """The online store cannot be read (locked, gone, unreachable): a 503 carrying the reason."""
+
+
+@dataclass
+class StoreHealth:
+    """The online store's current problem (None: last read or probe succeeded); one per process."""
+
+    reason: str | None = None
+
+
+# shared by the service and RequestGuard: BentoML answers every 5xx exception with one generic
+# body, so the guard puts the store's reason into the 503 the client sees
+STORE_HEALTH = StoreHealth()
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions meaning the online store itself failed (not the request): SQLite, Redis."""
+    errors: list[type[BaseException]] = [sqlite3.Error]
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        errors += [RedisConnectionError, RedisTimeoutError]
+    except ImportError:  # redis is optional: the SQLite store does not need it
+        pass
+    return tuple(errors)
 
 
 def resolve_model_tag(domain: str, model_tag: str | None) -> str:
@@ -171,6 +240,7 @@ class Ranker:
     feature_service: FeatureService
     item_cache: pa.Table  # side info of known items, row i describes item_cache_ids[i]
     item_cache_ids: Any  # pd.Index of the cached item ids
+    feast_workdir: Path | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -193,7 +263,12 @@ class Ranker:
         # one intra-op thread per worker: requests are small (<= a few thousand rows) and the server
         # runs one worker per core; extra threads only contend (measured in benchmarks/serving.py)
         configure_threads(1)
+        # Feast's SQLite store would create an empty file for a missing one: check it first
+        fs.check_online_store(feast_workdir)
         store = fs.open_store(feast_workdir)
+        busy_ms = read_positive_int(os.environ, ENV_ONLINE_BUSY_TIMEOUT_MS, DEFAULT_ONLINE_BUSY_TIMEOUT_MS)
+        if hasattr(store.config.online_store, "busy_timeout_ms"):  # before the first read opens it
+            store.config.online_store.busy_timeout_ms = busy_ms
         # item side info is a dimension table: read it for every item the model knows, once;
         # items the model has never seen are looked up in the online store per request.
         known = [int(i) for i in spec.items.ids]
@@ -209,7 +284,21 @@ class Ranker:
             feature_service=store.get_feature_service(DACDR_V1),
             item_cache=cache,
             item_cache_ids=pd.Index(known),
+            feast_workdir=Path(feast_workdir),
         )
+
+    def probe(self) -> str | None:
+        """None when the online store can be read now, else why not (a quick read-only check)."""
+        from features.store import FeatureStoreError, check_online_store
+
+        if self.feast_workdir is None:
+            return None
+        busy_ms = read_positive_int(os.environ, ENV_ONLINE_BUSY_TIMEOUT_MS, DEFAULT_ONLINE_BUSY_TIMEOUT_MS)
+        try:
+            check_online_store(self.feast_workdir, timeout_ms=busy_ms)
+        except FeatureStoreError as exc:
+            return str(exc)
+        return None
 
     def user_rows(self, user_ids: list[int]) -> pa.Table:
         """The users' online features (see read_user_features)."""
@@ -273,7 +362,12 @@ class Ranker:
 
         if not queries:
             return [], []
-        frame, cold = self.frame(queries)
+        try:
+            frame, cold = self.frame(queries)
+        except store_errors() as exc:
+            STORE_HEALTH.reason = f"online store unavailable: {type(exc).__name__}: {exc}"
+            raise StoreUnavailable(STORE_HEALTH.reason) from exc
+        STORE_HEALTH.reason = None
         with self.lock:  # one forward pass at a time per process; torch runs it on one thread
             scores = predict(self.model, self.spec, frame, batch_size=PREDICT_BATCH, device="cpu")
         bounds = np.cumsum([0, *[len(q.item_ids) for q in queries]])
@@ -322,6 +416,179 @@ def to_response(query: Query, ranker: Ranker, scores: np.ndarray, cold: bool) ->
     )
 
 
+def preflight(args: dict[str, Any], environ: dict[str, str]) -> ServeConfig:
+    """Check what a worker needs before any starts: configuration, the model, the online store.
+
+    Raises ValueError, bentoml's NotFound or FeatureStoreError with a one-line message.
+    """
+    from features import store as fs
+
+    config = resolve_config(args, environ)
+    tag = resolve_model_tag(config.domain, config.model_tag)
+    stored = bentoml.models.get(tag)
+    if stored.tag.name != f"{MODEL_PREFIX}{config.domain}":
+        raise ValueError(f"model {stored.tag} is not a model of domain {config.domain!r}")
+    if not Path(stored.path_of(CHECKPOINT_FILE)).is_file():
+        raise ValueError(f"model {stored.tag} has no {CHECKPOINT_FILE}; package it again")
+    if not fs.repo_dir(config.feast_workdir).is_dir():
+        raise fs.FeatureStoreError(f"{config.feast_workdir}: no feature store; set {ENV_FEAST_REPO}")
+    fs.check_online_store(config.feast_workdir)
+    return config
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP hardening: body limit, store reason on 503, one-line client-error logs
+# ---------------------------------------------------------------------------------------------
+
+_GENERIC_5XX = "An unexpected error has occurred"  # BentoML's body for any 5xx exception
+
+
+def _json_message(status: int, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ASGI start and body messages of a JSON response."""
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    return (
+        {"type": "http.response.start", "status": status, "headers": headers},
+        {"type": "http.response.body", "body": body, "more_body": False},
+    )
+
+
+class RequestGuard:
+    """ASGI middleware of the API routes: refuse bodies over the limit (413) before anything parses
+    them, and answer a store outage's 503 with its reason instead of BentoML's generic text."""
+
+    def __init__(
+        self, app: Any, max_body_bytes: int = MAX_BODY_BYTES, paths: Sequence[str] = API_PATHS
+    ) -> None:
+        """Wrap `app`; only `paths` are guarded (probes, metrics and docs pass through)."""
+        self.app = app
+        self.limit = max_body_bytes
+        self.paths = frozenset(paths)
+
+    def _too_large(self, size: str, path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The 413 answer (logged in one line: the body is never read further)."""
+        logger.info("413 on %s: request body of %s bytes over the %d-byte limit", path, size, self.limit)
+        msg = f"request body over {self.limit} bytes ({ENV_MAX_BODY_BYTES})"
+        detail = [{"type": "too_large", "loc": ["body"], "msg": msg}]
+        return _json_message(413, {"error": msg, "detail": detail})
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Buffer the body up to the limit, then hand the request on with a replaying receive."""
+        if scope["type"] != "http" or scope.get("path") not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            for message in self._too_large(declared.decode(), path):
+                await send(message)
+            return
+        chunks, size = [], 0
+        while True:  # chunked bodies declare no length: count what arrives
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                for reply in self._too_large(f"more than {self.limit}", path):
+                    await send(reply)
+                return
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            """The buffered body once, then whatever the client sends next (its disconnect)."""
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, self._store_reason(send))
+
+    @staticmethod
+    def _store_reason(send: Any) -> Any:
+        """`send` that replaces the body of a generic 503 with the online store's problem."""
+        held: dict[str, Any] = {}
+
+        async def guarded(message: dict[str, Any]) -> None:
+            """Hold a 503's start until its body shows whether it is BentoML's generic one."""
+            if held.get("done"):
+                if message["type"] == "http.response.body" and not message.get("more_body", False):
+                    held.clear()
+                return
+            if message["type"] == "http.response.start" and message["status"] == 503:
+                held["start"] = message
+                return
+            if "start" in held and message["type"] == "http.response.body":
+                start = held.pop("start")
+                reason = STORE_HEALTH.reason
+                if reason is None or _GENERIC_5XX.encode() not in message.get("body", b""):
+                    await send(start)
+                    await send(message)
+                    return
+                for reply in _json_message(503, {"error": reason}):
+                    await send(reply)
+                held["done"] = message.get("more_body", False)
+                return
+            await send(message)
+
+        return guarded
+
+
+class ClientErrorLogFilter(logging.Filter):
+    """Turn BentoML's ERROR-with-traceback for a client error into one INFO line without the input.
+
+    BentoML logs every exception of an API call, 400s included, with `logger.error(exc_info=True)`:
+    a ~24-line traceback whose pydantic message quotes the raw input. A client error is not a
+    server fault; the line keeps the route, the fields and error types, never the values.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite records of client errors and store outages in place; keep every record."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ValidationError):
+            fields = "; ".join(
+                f"{'.'.join(str(x) for x in e['loc']) or '<body>'}: {e['type']}"
+                for e in exc.errors(include_url=False, include_context=False, include_input=False)
+            )
+            self._one_line(record, logging.INFO, f"400 ({exc.error_count()} invalid field(s): {fields})")
+        elif isinstance(exc, StoreUnavailable):
+            self._one_line(record, logging.WARNING, f"503 ({exc})")
+        elif isinstance(exc, BentoMLException) and int(exc.error_code) < 500:
+            self._one_line(record, logging.INFO, f"{int(exc.error_code)} ({exc})")
+        return True
+
+    @staticmethod
+    def _one_line(record: logging.LogRecord, level: int, what: str) -> None:
+        """Set the record's level and message, drop its traceback."""
+        path_method = record.args if isinstance(record.args, tuple) and len(record.args) == 2 else ("?", "?")
+        record.levelno, record.levelname = level, logging.getLevelName(level)
+        record.msg, record.args = "%s [%s]: %s", (*path_method, what)
+        record.exc_info, record.exc_text = None, None
+
+
+def install_log_hygiene() -> None:
+    """Client errors in one line (ClientErrorLogFilter); silence one upstream per-request warning."""
+    http_logger = logging.getLogger("bentoml._internal.server.http_app")  # where BentoML logs them
+    if not any(isinstance(f, ClientErrorLogFilter) for f in http_logger.filters):
+        http_logger.addFilter(ClientErrorLogFilter())
+    # BentoML 1.4's api_endpoint reads `input_data.model_fields` on the instance, which pydantic
+    # >= 2.11 deprecates, on every request; the fix belongs upstream (type(input_data).model_fields),
+    # so only that message from that module is filtered, every other warning still shows
+    warnings.filterwarnings(
+        "ignore",
+        message=r"Accessing the 'model_fields' attribute on the instance is deprecated",
+        module=r"_bentoml_impl\.server\.app",
+    )
+
+
+install_log_hygiene()
+
+
 @bentoml.service(
     name="dacdr",
     http={"host": "127.0.0.1"},
@@ -333,21 +600,51 @@ def to_response(query: Query, ranker: Ranker, scores: np.ndarray, cold: bool) ->
 class DacdrService:
     """Ranks candidate items for a user of one target domain with that domain's DACDR model."""
 
+    @bentoml.on_deployment
+    def check_dependencies() -> None:
+        """Before any worker starts: exit with one line when config, model or online store is broken.
+
+        A worker that fails in __init__ is restarted by the server forever, with the port open;
+        this runs once in the `bentoml serve` process instead, so nothing starts at all.
+        """
+        from features.store import FeatureStoreError
+
+        try:
+            preflight(vars(bentoml.use_arguments()), dict(os.environ))
+        except (ValueError, FeatureStoreError, BentoMLException) as exc:
+            # SystemExit with a message: printed as one line, no traceback, exit status 1
+            raise SystemExit(f"dacdr: cannot serve: {exc}") from None
+
     def __init__(self) -> None:
         """Load the model from the model store and open the Feast online store, once."""
         self.ready = False
+        self.store_reason: str | None = None
         self.config = resolve_config(vars(bentoml.use_arguments()), dict(os.environ))
         started = time.perf_counter()
         self.ranker = Ranker.load(self.config.domain, self.config.model_tag, self.config.feast_workdir)
         self.load_seconds = time.perf_counter() - started
+        # Feast's modules run warnings.simplefilter("once", DeprecationWarning) when imported, which
+        # puts their filter in front of ours: put the targeted one back in front now they are loaded
+        install_log_hygiene()
         self.ready = True
 
     def __is_ready__(self) -> bool:
-        """Ready only once the model and the feature store are loaded."""
-        return self.ready
+        """Ready once the model and the feature store are loaded, and while the online store reads."""
+        if not self.ready:
+            return False
+        reason = self.ranker.probe()
+        if reason != self.store_reason:  # log transitions only: probes come every few seconds
+            if reason is None:
+                logger.info("online store readable again")
+            else:
+                logger.warning("not ready: %s", reason)
+            self.store_reason = reason
+        if reason is not None:
+            STORE_HEALTH.reason = f"online store unavailable: {reason}"
+        return reason is None
 
     @bentoml.api(route="/rank")
-    def rank(self, user_id: Id, item_ids: Candidates, event_time: dt.datetime | None = None) -> RankResponse:
+    def rank(self, user_id: Id, item_ids: Candidates, event_time: EventTime | None = None) -> RankResponse:
         """Score every candidate for the user from online features; best first."""
         query = Query.of(user_id, item_ids, event_time)
         (scores,), (cold,) = self.ranker.score([query])
@@ -364,3 +661,6 @@ class DacdrService:
         qs = [Query.of(q.user_id, q.item_ids, q.event_time) for q in queries]
         scores, cold = self.ranker.score(qs)
         return [to_response(q, self.ranker, s, c) for q, s, c in zip(qs, scores, cold, strict=True)]
+
+
+DacdrService.add_asgi_middleware(RequestGuard, max_body_bytes=MAX_BODY_BYTES)

@@ -293,6 +293,67 @@ def open_store(workdir: Path | str) -> FeatureStore:
     return FeatureStore(repo_path=str(repo))
 
 
+def online_store_file(workdir: Path | str) -> Path | None:
+    """The SQLite online store file a built repo points at; None when it uses Redis."""
+    import yaml
+
+    from features.feature_repo.batched_sqlite import STORE_TYPE
+
+    repo = repo_dir(workdir)
+    try:
+        cfg = yaml.safe_load((repo / YAML_NAME).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise FeatureStoreError(f"{repo / YAML_NAME}: unreadable ({exc}); rebuild the store") from None
+    online = cfg.get("online_store") or {}
+    if online.get("type", "sqlite") not in ("sqlite", STORE_TYPE):
+        return None
+    path = Path(online.get("path", f"{DATA_DIRNAME}/{SQLITE_ONLINE_FILE}"))
+    return path if path.is_absolute() else repo / path
+
+
+def online_tables(views: tuple[str, ...] | None = None) -> list[str]:
+    """The SQLite online tables Feast keeps for dacdr's feature views (project_view)."""
+    from features.feature_repo.views import DOMAIN_FEATURES, ITEM_SIDE_INFO, USER_ACTIVITY, USER_SEQUENCES
+
+    views = views or (USER_SEQUENCES, USER_ACTIVITY, ITEM_SIDE_INFO, DOMAIN_FEATURES)
+    return [f"{PROJECT}_{v}" for v in views]
+
+
+def check_online_store(workdir: Path | str, timeout_ms: int = 5000) -> Path | None:
+    """The SQLite online store file, checked without creating it; FeatureStoreError in one line if broken.
+
+    Feast's SQLite store opens its file with sqlite3.connect, which creates an empty database
+    when the file is missing, and every read then fails with `no such table`: this reads the
+    file read-only first, so a missing, corrupt, locked or never-materialized store is named
+    before Feast touches it. Redis stores are not checked (None).
+    """
+    import sqlite3
+
+    path = online_store_file(workdir)
+    if path is None:
+        return None
+    hint = f"run `dacdr features apply` and `dacdr features materialize --workdir {workdir}`"
+    if not path.is_file():
+        raise FeatureStoreError(f"online store {path} does not exist; {hint}")
+    try:
+        # mode=ro: never create or modify the file; a URI so the path is not a connect() string
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=timeout_ms / 1000)
+        try:
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc):  # a writer (materialize) holds it: nothing to rebuild
+            raise FeatureStoreError(f"online store {path} is locked by another connection ({exc})") from None
+        raise FeatureStoreError(f"online store {path} is unreadable ({exc}); rebuild it: {hint}") from None
+    except sqlite3.Error as exc:  # DatabaseError: "file is not a database" (corrupt or not SQLite)
+        raise FeatureStoreError(f"online store {path} is unreadable ({exc}); rebuild it: {hint}") from None
+    missing = [t for t in online_tables() if t not in names]
+    if missing:
+        raise FeatureStoreError(f"online store {path} lacks table(s) {missing}; {hint}")
+    return path
+
+
 def _as_store(store_or_workdir: FeatureStore | Path | str) -> FeatureStore:
     """Accept an open FeatureStore or a working directory."""
     if isinstance(store_or_workdir, (str, Path)):

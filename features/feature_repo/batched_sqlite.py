@@ -9,6 +9,7 @@ Selected in feature_store.yaml by `type: features.feature_repo.batched_sqlite.Ba
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -26,7 +27,7 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
 from feast.utils import to_naive_utc
-from pydantic import StrictStr
+from pydantic import StrictInt, StrictStr
 
 STORE_TYPE = "features.feature_repo.batched_sqlite.BatchedSqliteOnlineStore"
 
@@ -35,10 +36,23 @@ class BatchedSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
     """Config of the batched SQLite online store (same options as Feast's sqlite store)."""
 
     type: StrictStr = STORE_TYPE  # type: ignore[assignment]
+    # how long a statement waits for another connection's lock before "database is locked";
+    # None keeps sqlite3's 5 s (writers want to wait); the server sets a short one so a locked
+    # store answers 503 quickly instead of stalling every request
+    busy_timeout_ms: StrictInt | None = None
 
 
 class BatchedSqliteOnlineStore(SqliteOnlineStore):
     """SqliteOnlineStore whose online_write_batch is one executemany per call."""
+
+    def _get_conn(self, config: RepoConfig) -> sqlite3.Connection:
+        """Feast's connection, with the configured busy timeout applied when it is opened."""
+        fresh = self._conn is None
+        conn = super()._get_conn(config)
+        timeout = getattr(config.online_store, "busy_timeout_ms", None)
+        if fresh and timeout is not None:
+            conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+        return conn
 
     def online_write_batch(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import httpx
 import pytest
@@ -164,3 +165,75 @@ def test_openapi_documents_rank(client: httpx.Client) -> None:
     assert "post" in doc["paths"]["/rank"]
     schema = json.dumps(doc)
     assert '"maxItems": 1000' in schema and '"minimum": 0' in schema
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_event_time_out_of_range_is_400(
+    client: httpx.Client, known: tuple[int, list[int]], when: str
+) -> None:
+    """An event_time with no UTC date in years 1-9999 is the sender's 400 naming event_time, not a 500."""
+    user, items = known
+    query = {"user_id": user, "item_ids": items[:3], "event_time": when}
+    resp = client.post("/rank", json=query)
+    assert resp.status_code == 400, resp.text
+    assert [d["loc"] for d in resp.json()["detail"]] == [["event_time"]]
+    resp = client.post("/rank_batch", json={"queries": [query]})
+    assert resp.status_code == 400, resp.text
+    assert [d["loc"] for d in resp.json()["detail"]] == [["queries", 0, "event_time"]]
+
+
+def test_bad_query_never_fails_other_clients_batch(served: Served, known: tuple[int, list[int]]) -> None:
+    """Concurrent /rank_batch calls merged into one batch: the bad one gets 400, every good one 200."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    user, items = known
+    good = {"queries": [{"user_id": user, "item_ids": items[:5]}]}
+    bad = {"queries": [{"user_id": user, "item_ids": items[:5], "event_time": "0001-01-01T00:00:00+14:00"}]}
+    bodies = [good] * 6 + [bad] + [good] * 6
+
+    def post(body: dict) -> int:
+        """One client's call."""
+        with httpx.Client(base_url=served.url, timeout=60) as c:
+            return c.post("/rank_batch", json=body).status_code
+
+    for _ in range(3):  # several rounds: the bad call lands in different batches
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            codes = list(pool.map(post, bodies))
+        assert codes == [200] * 6 + [400] + [200] * 6, codes
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_oversized_body_is_413(client: httpx.Client, known: tuple[int, list[int]], chunked: bool) -> None:
+    """A body over DACDR_MAX_BODY_BYTES (default 1 MiB) is refused with 413 before it is parsed."""
+    from bento.service import DEFAULT_MAX_BODY_BYTES
+
+    user, items = known
+    pad = "x" * (DEFAULT_MAX_BODY_BYTES + 10)
+    body = json.dumps({"user_id": user, "item_ids": items[:3], "pad": pad}).encode()
+    content = iter([body[: len(body) // 2], body[len(body) // 2 :]]) if chunked else body
+    resp = client.post("/rank", content=content, headers={"content-type": "application/json"})
+    assert resp.status_code == 413, resp.text
+    assert resp.json()["detail"][0]["loc"] == ["body"]
+    assert client.post("/rank", json={"user_id": user, "item_ids": items[:3]}).status_code == 200
+
+
+def test_bad_requests_log_one_line_without_the_body(
+    client: httpx.Client, served: Served, known: tuple[int, list[int]]
+) -> None:
+    """A battery of bad requests: no ERROR record, no traceback, no raw input, no per-request warning."""
+    marker = "BAD-INPUT-MARKER-91c2"
+    start = served.log.stat().st_size
+    user, items = known
+    for body, _, _ in BAD_BODIES:
+        client.post("/rank", content=body, headers={"content-type": "application/json"})
+    client.post("/rank", json={"user_id": marker, "item_ids": [1]})
+    for _ in range(3):
+        assert client.post("/rank", json={"user_id": user, "item_ids": items[:3]}).status_code == 200
+    deadline = time.monotonic() + 10  # the server's log reaches the file shortly after the answer
+    while "user_id: int_type" not in served.log.read_text()[start:] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    log = served.log.read_text()[start:]
+    assert "user_id: int_type" in log, log[-3000:]
+    assert "[ERROR]" not in log and "Traceback" not in log, log[-3000:]
+    assert marker not in log
+    assert "Deprecat" not in log, log[-3000:]
