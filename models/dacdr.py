@@ -14,16 +14,19 @@ from torch import nn
 from models.layers import DomainAwareCrossAttention, PackedSeq, mlp
 from models.spec import FeatureSpec
 
-# module-name prefixes trained by fine-tuning (paper 3.5): e_d, target item table, W^Q/W^K/W^V
+# module-name prefixes trained by fine-tuning (paper 3.5): e_d, target item table, W^Q/W^K/W^V (with
+# their temperatures). The per-domain score parameters (M_d, the domain bias) are part of the domain's
+# representation and the item bias part of the target item's, so they are trained with them.
 FINETUNE_TRAINABLE: tuple[str, ...] = (
     "domain_emb.",
     "feature_embs.",
+    "domain_bilinear.",
+    "domain_bias.",
     "item_tgt.",
+    "item_bias.",
     "attn_seq.",
     "attn_side.",
 )
-# id tables that grow when the spec is extended for a new domain
-GROWABLE_TABLES: dict[str, str] = {"item_tgt": "item", "item_src": "item", "domain_emb": "domain"}
 
 
 @dataclass
@@ -46,6 +49,9 @@ class DACDRConfig:
     dropout: float = 0.0
     use_domain_attention: bool = True
     use_item_attention: bool = True
+    attn_temperature: float = 5.0  # initial tau of the cosine attention scores (learned)
+    per_domain: bool = True  # per-domain bilinear score u_hat^T M_d W e_v and per-domain bias
+    item_bias: bool = True  # a scalar bias per target item (its popularity), beside e_v
     sparse_embeddings: bool = True  # nn.Embedding(sparse=True) for large id tables (SparseAdam)
     sparse_min_rows: int = 4096  # tables smaller than this stay dense: a dense grad is cheaper there
     rating_offset: float = 3.0  # rating rows predict offset + head output (centre of the 1..5 scale)
@@ -98,21 +104,38 @@ class DACDR(nn.Module):
         self.behavior_seq = nn.Embedding(nb, k)
         self.behavior_side = nn.Embedding(nb, 4 * k)
         da, ia = cfg.use_domain_attention, cfg.use_item_attention
-        self.attn_seq = DomainAwareCrossAttention([k], d_dim, v_dim, a, da, ia)
-        self.attn_side = DomainAwareCrossAttention([k, k, k, k], d_dim, v_dim, a, da, ia)
+        tau = cfg.attn_temperature
+        self.attn_seq = DomainAwareCrossAttention([k], d_dim, v_dim, a, da, ia, tau)
+        self.attn_side = DomainAwareCrossAttention([k, k, k, k], d_dim, v_dim, a, da, ia, tau)
         # g: domain encoder (eq. 6); h: prediction head (eq. 7)
         self.encoder = mlp(2 * nb * a + d_dim, cfg.encoder_hidden, k, cfg.dropout)
         self.head = mlp(k + 2 * nb * a + v_dim + d_dim, cfg.head_hidden, 1, cfg.dropout)
+        if cfg.per_domain:
+            # per-domain capacity: an MLP only approximates products of the user and item vectors,
+            # and each domain maps source interests onto its own items differently (docs/model.md)
+            self.item_proj = nn.Linear(v_dim, k, bias=False)  # W: e_v -> the user space
+            self.domain_bilinear = nn.Embedding(cfg.n_domains, k * k)  # M_d, one k x k matrix per domain
+            self.domain_bias = nn.Embedding(cfg.n_domains, 1)
+        if cfg.item_bias:
+            self.item_bias = nn.Embedding(cfg.n_items, 1, padding_idx=0, sparse=sparse(cfg.n_items))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Small normal init for embeddings (N(0,1) rows would swamp the concatenations)."""
+        """Small normal init for embeddings (N(0,1) rows would swamp the concatenations); M_d = I, biases 0"""
         for m in self.modules():
             if isinstance(m, nn.Embedding):
                 nn.init.normal_(m.weight, std=0.05)
                 if m.padding_idx is not None:
                     with torch.no_grad():
                         m.weight[m.padding_idx].zero_()
+        with torch.no_grad():
+            if self.cfg.per_domain:
+                k = self.cfg.embed_dim
+                eye = torch.eye(k).reshape(1, -1)
+                self.domain_bilinear.weight.copy_(eye.expand_as(self.domain_bilinear.weight))
+                self.domain_bias.weight.zero_()
+            if self.cfg.item_bias:
+                self.item_bias.weight.zero_()
 
     def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Every intermediate of the forward pass (tests and analysis read the attention weights)."""
@@ -142,6 +165,14 @@ class DACDR(nn.Module):
         e_side = z_side.flatten(1)  # (B,NB*A)
         u_hat = self.encoder(torch.cat([e_seq, e_side, e_d], dim=-1))  # (B,k) eq. 6
         out = self.head(torch.cat([u_hat, e_seq, e_side, e_v, e_d], dim=-1)).squeeze(-1)  # (B,) eq. 7
+        if self.cfg.per_domain:
+            k = self.cfg.embed_dim
+            m_d = self.domain_bilinear(batch["domain"]).view(-1, k, k)  # (B,k,k)
+            v = self.item_proj(e_v)  # (B,k)
+            out = out + torch.einsum("bi,bij,bj->b", u_hat, m_d, v)  # (B,) u_hat^T M_d W e_v
+            out = out + self.domain_bias(batch["domain"]).squeeze(-1)
+        if self.cfg.item_bias:
+            out = out + self.item_bias(batch["item"]).squeeze(-1)
         return {
             "e_d": e_d, "e_v": e_v, "e_seq": e_seq, "e_side": e_side, "u_hat": u_hat, "raw": out,
             "alpha_d_seq": ad_seq, "alpha_i_seq": ai_seq, "alpha_d_side": ad_side, "alpha_i_side": ai_side,

@@ -19,17 +19,30 @@ from models.checkpoint import load_checkpoint
 from models.dacdr import DACDR, FINETUNE_TRAINABLE
 from models.layers import grow_embedding
 from models.predict import resolve_device
-from models.spec import UNK, FeatureSpec, manifest_domains, read_manifest
+from models.spec import FIRST, UNK, FeatureSpec, manifest_domains, read_manifest
 from models.train import BEST, TrainConfig, fit, json_safe, read_split
 
 
 def grow_for_spec(model: DACDR, spec: FeatureSpec) -> DACDR:
-    """Resize the model's id tables to an extended spec (old rows kept, new rows = UNK row)."""
+    """Resize the model's id tables to an extended spec (old rows kept, new rows = UNK row).
+
+    The per-domain score (M_d, domain bias) of a new domain starts from the mean of the trained
+    domains' rows: the average mapping of source interests is a better start than the identity.
+    """
     cfg = model.cfg
     n_items, n_domains = len(spec.items), len(spec.domains)
+    old_domains = cfg.n_domains
     model.item_tgt = grow_embedding(model.item_tgt, n_items, UNK)
     model.item_src = grow_embedding(model.item_src, n_items, UNK)
     model.domain_emb = grow_embedding(model.domain_emb, n_domains, UNK)
+    if cfg.item_bias:
+        model.item_bias = grow_embedding(model.item_bias, n_items, UNK)
+    if cfg.per_domain:
+        for name in ("domain_bilinear", "domain_bias"):
+            grown = grow_embedding(getattr(model, name), n_domains, UNK)
+            with torch.no_grad():
+                grown.weight[old_domains:] = grown.weight[FIRST:old_domains].mean(0)
+            setattr(model, name, grown)
     sizes = []
     for i, f in enumerate(spec.domain_features):
         model.feature_embs[i] = grow_embedding(model.feature_embs[i], len(spec.feature_vocabs[f]), UNK)

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -79,38 +80,41 @@ def segment_softmax(scores: torch.Tensor, packed: PackedSeq) -> torch.Tensor:
 class DomainAwareCrossAttention(nn.Module):
     """Two-step cross-attention over behaviour sequences (paper eq. 3-4, read as attention over X).
 
-    Step 1 (domain level): alpha_D = softmax_j((e_d W1Q)(X_j W1K)^T / sqrt(A)), and the sequence is
+    Each sequence element is X_j = concat(parts)_j + beh_b: its embeddings (e.g. category, brand, shop)
+    plus its behaviour-type embedding. Scores are cosine similarities times a learned temperature
+    (normalised queries and keys): the paper's (qW^Q)(kW^K)^T / sqrt(A) on small embeddings gives scores
+    within ~0.02 of each other, so softmax stays uniform and attention never learns to select.
+
+    Step 1 (domain level): alpha_D = softmax_j(tau_1 cos(e_d W1Q, X_j W1K)), and the sequence is
     re-weighted, e1_j = n * alpha_D_j * X_j W1V (n = real positions: uniform attention = identity).
-    Step 2 (item level): alpha_I = softmax_j((e_v W2Q)(e1_j W2K)^T / sqrt(A)), e_z = sum_j alpha_I_j e1_j W2V.
+    Step 2 (item level): alpha_I = softmax_j(tau_2 cos(e_v W2Q, e1_j W2K)), e_z = sum_j alpha_I_j e1_j W2V.
+    Cosine ignores e1_j's scale, so step 1 reaches step 2 through the values (the n * alpha_D factor).
     Without DA alpha_D is uniform; without IA alpha_I is uniform (both off = mean pooling).
-    Each sequence element is X_j = concat(parts)_j + beh_b: the element's embeddings (e.g. category,
-    brand, shop) plus its behaviour-type embedding; X is never materialised (see forward).
     """
 
     def __init__(self, part_dims: list[int], d_dim: int, v_dim: int, attn_dim: int, use_da: bool,
-                 use_ia: bool) -> None:
-        """Projections W1{Q,K,V} and W2{Q,K,V}; the query/key ones exist only when their step is on."""
+                 use_ia: bool, temperature: float = 5.0) -> None:
+        """Projections W1{Q,K,V}, W2{Q,K,V} and log-temperatures; query/key ones only when the step is on."""
         super().__init__()
         self.part_dims = list(part_dims)
         x_dim = sum(part_dims)
-        self.use_da, self.use_ia, self.scale = use_da, use_ia, 1.0 / math.sqrt(attn_dim)
+        self.use_da, self.use_ia = use_da, use_ia
         self.w1_v = nn.Linear(x_dim, attn_dim, bias=False)
         self.w2_v = nn.Linear(attn_dim, attn_dim, bias=False)
         if use_da:
             self.w1_q = nn.Linear(d_dim, attn_dim, bias=False)
             self.w1_k = nn.Linear(x_dim, attn_dim, bias=False)
+            self.log_tau1 = nn.Parameter(torch.tensor(math.log(temperature)))
         if use_ia:
             self.w2_q = nn.Linear(v_dim, attn_dim, bias=False)
             self.w2_k = nn.Linear(attn_dim, attn_dim, bias=False)
+            self.log_tau2 = nn.Parameter(torch.tensor(math.log(temperature)))
 
-    def _dot(self, parts: list[torch.Tensor], beh: torch.Tensor, q: torch.Tensor, packed: PackedSeq
-             ) -> torch.Tensor:
-        """X_j . q_row(j) for every real element: parts (N,k_i), beh (NB,X), q (B,X) -> (N,)."""
-        qe = q.index_select(0, packed.row)  # (N,X)
-        qs = qe.split(self.part_dims, dim=-1)
-        s = sum((p * qi).sum(-1) for p, qi in zip(parts, qs, strict=True))
-        beh_term = (q @ beh.T).reshape(-1)  # (B*NB,): q_b . beh for every segment
-        return s + beh_term.index_select(0, packed.seg)
+    @staticmethod
+    def _cosine(q: torch.Tensor, k: torch.Tensor, packed: PackedSeq) -> torch.Tensor:
+        """cos(q_row(j), k_j) for every real element: q (B,A), k (N,A) -> (N,)."""
+        qn = F.normalize(q, dim=-1).index_select(0, packed.row)  # (N,A)
+        return (qn * F.normalize(k, dim=-1)).sum(-1)
 
     def forward(
         self, parts: list[torch.Tensor], beh: torch.Tensor, packed: PackedSeq, e_d: torch.Tensor,
@@ -119,27 +123,28 @@ class DomainAwareCrossAttention(nn.Module):
         """parts (N,k_i) real elements, beh (NB,X), packed, e_d (B,D), e_v (B,V)
         -> e_z (B,NB,A), alpha_D (B,NB,L), alpha_I (B,NB,L) (zeros at padding).
 
-        The projections are bias-free and linear, so the products are re-associated to act on the
-        (B, .) query side and on the pooled sequence: (e_d W1Q)(X_j W1K)^T = X_j . (W1K^T W1Q^T e_d),
-        and sum_j a_j (X_j W1V) W2V = (sum_j a_j X_j) W1V W2V. Same numbers as the per-position form,
-        but no (N,X)x(X,A) matmul: cost per element is O(X), not O(X*A).
+        Keys are computed per element (N,X)x(X,A); the values are re-associated: the projections are
+        bias-free and linear, so sum_j w_j (X_j W1V) W2V = (sum_j w_j X_j) W1V W2V, pooled first.
+        tests/model/test_attention.py checks both against the literal per-position equations.
         """
         B, NB, _ = packed.shape
         n = packed.count  # (N,) real positions of the element's sequence
+        beh_seg = beh.index_select(0, packed.seg % NB)  # (N,X) behaviour term of each element
+        x = torch.cat(parts, dim=-1)  # (N,X) without the behaviour term
         if self.use_da:
-            q1 = self.w1_q(e_d) @ self.w1_k.weight  # (B,X) = W1K^T (e_d W1Q)
-            alpha_d = segment_softmax(self._dot(parts, beh, q1, packed) * self.scale, packed)  # (N,)
+            k1 = self.w1_k(x + beh_seg)  # (N,A) X_j W1K
+            s1 = self.log_tau1.exp() * self._cosine(self.w1_q(e_d), k1, packed)
+            alpha_d = segment_softmax(s1, packed)  # (N,)
         else:
             alpha_d = 1.0 / n
         c = n * alpha_d  # (N,): e1_j = c_j * (X_j W1V); uniform attention -> c_j = 1
         if self.use_ia:
-            q2 = (self.w2_q(e_v) @ self.w2_k.weight) @ self.w1_v.weight  # (B,X) = W1V^T W2K^T (e_v W2Q)
-            s2 = c * self._dot(parts, beh, q2, packed) * self.scale  # (e_v W2Q)(e1_j W2K)^T / sqrt(A)
+            k2 = self.w2_k(self.w1_v(x + beh_seg))  # (N,A) (X_j W1V) W2K: c_j cancels in the cosine
+            s2 = self.log_tau2.exp() * self._cosine(self.w2_q(e_v), k2, packed)
             alpha_i = segment_softmax(s2, packed)
         else:
             alpha_i = 1.0 / n
         w = alpha_i * c  # (N,)
-        x = torch.cat(parts, dim=-1)  # (N,X) without the behaviour term
         pooled = packed.segment_sum(w.unsqueeze(-1) * x).view(B, NB, -1)  # (B,NB,X) = sum_j w_j X_j
         pooled = pooled + packed.segment_sum(w).view(B, NB, 1) * beh  # + behaviour term
         e_z = self.w2_v(self.w1_v(pooled))  # (B,NB,A); an empty sequence gives 0

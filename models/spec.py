@@ -68,6 +68,16 @@ def trim_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return batch
     return {k: (v[..., start:] if k in _SEQ_BATCH_KEYS else v) for k, v in batch.items()}
 
+def observed_behaviors(tbl: pa.Table, behaviors: list[str]) -> list[str]:
+    """The behaviour types with at least one sequence element in `tbl` (all of them if none has any).
+
+    A type with no data (e.g. `rate` in click logs) would only carry empty slots through every model.
+    """
+    seen = [b for b in behaviors
+            if pc.sum(pc.fill_null(pc.list_value_length(tbl.column(C.seq_col(b, C.ITEM_ID))), 0)).as_py()]
+    return seen or list(behaviors)
+
+
 @dataclass
 class IntVocab:
     """Raw int64 ids -> indices (0 pad, 1 unknown, ids[i] -> i + 2); lookup by searchsorted."""
@@ -230,6 +240,7 @@ class FeatureSpec:
                      if c.startswith(C.DOMAIN_FEATURE_PREFIX)]
         feats = list(feats)
         cls._check_columns(tbl, behaviors, feats, need_label=True)
+        behaviors = observed_behaviors(tbl, behaviors)
         tasks = {d: v[C.TASK] for d, v in manifest_domains(manifest).items()}
 
         def ids(field_: str, target_col: str | None) -> np.ndarray:

@@ -24,6 +24,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from models.baselines.closed_form_fit import fit_closed_form
 from models.checkpoint import atomic_save, checkpoint_dict, load_file, save_checkpoint
 from models.metrics import auc, rmse
 from models.predict import predict_tensors, resolve_device
@@ -479,4 +480,10 @@ def train(
     train_t = spec.tensorize(train_tbl)
     if not resuming:
         init_output_bias(net, train_t)
+        chosen = fit_closed_form(net, spec.values.ids, spec.behaviors, train_t, spec.tensorize(val_tbl))
+        if chosen is not None:  # a closed-form baseline: counted, not trained; same run-dir layout
+            out.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(out / BEST, net, model, spec, json_safe({**meta, "closed_form": chosen}))
+            (out / METRICS).write_text(json.dumps({"epoch": 0, "closed_form": chosen}) + "\n")
+            return out
     return fit(net, model, spec, train_t, spec.tensorize(val_tbl), out, cfg, dev, json_safe(meta), resume)

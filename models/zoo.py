@@ -7,13 +7,14 @@ from typing import Any
 
 from torch import nn
 
+from models.baselines.category_transfer import CategoryTransfer
+from models.baselines.closed_form import ItemPrior, RatingBias
 from models.baselines.cmf import CMF
 from models.baselines.common import BaselineConfig, BridgeConfig, MTLConfig
 from models.baselines.dnn import DNN
 from models.baselines.emcdr import EMCDR
 from models.baselines.mmoe import MMoE
 from models.baselines.ple import PLE
-from models.baselines.popularity import Popularity
 from models.baselines.ptupcdr import PTUPCDR
 from models.baselines.shared_bottom import SharedBottom
 from models.baselines.sscdr import SSCDR
@@ -59,7 +60,11 @@ MODELS: dict[str, ModelEntry] = {
         DACDR, DACDRConfig, {"use_domain_attention": False, "use_item_attention": False}
     ),
     # baselines of the paper's experiments (models/baselines/, docs/baselines.md)
-    "popularity": ModelEntry(Popularity, BaselineConfig, {"use_sequences": False}),
+    # closed-form / simple estimators (models/baselines/closed_form*.py, category_transfer.py)
+    "popularity": ModelEntry(ItemPrior, BaselineConfig, {"use_sequences": False}),
+    "item_mean": ModelEntry(ItemPrior, BaselineConfig, {"use_sequences": False}),
+    "bias": ModelEntry(RatingBias, BaselineConfig, {"use_sequences": False}),
+    "category_transfer": ModelEntry(CategoryTransfer, BaselineConfig),
     "dnn_single": ModelEntry(DNN, BaselineConfig, {"use_sequences": False}),
     "dnn_multi": ModelEntry(DNN, BaselineConfig, {"use_sequences": True}),
     "cmf": ModelEntry(CMF, BridgeConfig),

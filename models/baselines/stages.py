@@ -283,3 +283,24 @@ def mapping_budget(tcfg: TrainConfig) -> MappingFit:
     return MappingFit(
         epochs=max(tcfg.epochs, 1) * 5, lr=tcfg.lr, patience=max(tcfg.patience, 1) * 2, seed=tcfg.seed
     )
+
+
+def train_closed_form(
+    spec: FeatureSpec, train_t: dict[str, torch.Tensor], val_t: dict[str, torch.Tensor], out: Path,
+    source_domain: str, overrides: dict, tcfg: TrainConfig, meta: dict,
+) -> StageResult:
+    """The closed-form baselines' driver: count, pick the shrinkage on validation, save the checkpoint."""
+    from models.baselines.closed_form_fit import fit_closed_form
+
+    name = meta["model_name"]
+    entry = get_entry(name)
+    model = entry.build(entry.make_config(spec, overrides))
+    chosen = fit_closed_form(model, spec.values.ids, spec.behaviors, train_t, val_t)
+    if chosen is None:
+        raise ValueError(f"{name!r} is not a closed-form model")
+    if chosen.get("no_signal"):
+        meta.setdefault("no_signal", []).append(
+            f"{name}: no source `rate` values, so no user offset (item mean only)")
+    result = StageResult(model, spec, float(chosen["val_value"]))
+    save_final(result, name, Path(out), {**meta, "closed_form": chosen})
+    return result

@@ -19,6 +19,7 @@ import torch
 
 CTR_MODELS: tuple[str, ...] = (
     "popularity",
+    "category_transfer",
     "dnn_single",
     "cmf",
     "sscdr",
@@ -34,11 +35,16 @@ CTR_MODELS: tuple[str, ...] = (
     "dacdr_no_ia",
     "dacdr_no_both",
 )
-COLDSTART_MODELS: tuple[str, ...] = ("popularity", "cmf", "sscdr", "emcdr", "ptupcdr", "dacdr")
+COLDSTART_MODELS: tuple[str, ...] = ("item_mean", "bias", "cmf", "sscdr", "emcdr", "ptupcdr", "dacdr")
+# fitted in closed form (counts + a shrinkage picked on validation), no optimiser budget
+CLOSED_FORM: tuple[str, ...] = ("popularity", "item_mean", "bias")
 # which rows each model trains on: target rows only, target + source rows, or one target domain at a time
 TARGET, JOINT, PER_DOMAIN = "target", "joint", "per_domain"
 TRAIN_ROWS: dict[str, str] = {
     "popularity": TARGET,
+    "item_mean": TARGET,
+    "bias": TARGET,
+    "category_transfer": TARGET,
     "dacdr": TARGET,
     "dacdr_no_da": TARGET,
     "dacdr_no_ia": TARGET,
@@ -70,7 +76,10 @@ RESULT_COLUMNS_RATING: tuple[str, ...] = ("model", "beta", "seed", "mae", "rmse"
 def default_grids() -> dict[str, list[dict]]:
     """Each model's small hyper-parameter grid (first point = the default; --quick uses only it)."""
     return {
-        "popularity": [{}],
+        "popularity": [{}],  # closed form: its shrinkage grid lives in closed_form_fit
+        "item_mean": [{}],
+        "bias": [{}],
+        "category_transfer": [{}],  # untuned, as the issue's measurement was
         "dnn_single": [{"dropout": 0.0}, {"dropout": 0.2}],
         "dnn_multi": [{"dropout": 0.0}, {"dropout": 0.2}],
         "cmf": [{}],  # plain MF: nothing to tune beyond the shared budget
@@ -210,8 +219,10 @@ def custom_drivers() -> dict[str, Callable]:
     from models.baselines.emcdr import train_emcdr
     from models.baselines.ptupcdr import train_ptupcdr
     from models.baselines.sscdr import train_sscdr
+    from models.baselines.stages import train_closed_form
 
-    return {"emcdr": train_emcdr, "sscdr": train_sscdr, "ptupcdr": train_ptupcdr}
+    return {"emcdr": train_emcdr, "sscdr": train_sscdr, "ptupcdr": train_ptupcdr,
+            **{name: train_closed_form for name in CLOSED_FORM}}
 
 
 @dataclass

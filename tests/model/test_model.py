@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from features import contract as C
-from models.layers import DomainAwareCrossAttention, PackedSeq
 from models.spec import FeatureSpec
 from models.train import make_optimizers, task_loss
 from models.zoo import MODELS
@@ -50,44 +49,7 @@ def test_empty_sequences_give_finite_output(spec_batch) -> None:
         assert all(torch.isfinite(p.grad.to_dense()).all() for p in model.parameters() if p.grad is not None)
 
 
-def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Reference for the literal equations: softmax over the last dim restricted to `mask` (all-masked
-    row -> all zeros)."""
-    filled = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    return torch.softmax(filled, dim=-1) * mask.to(scores.dtype)
-
-
-def test_masked_softmax_rows() -> None:
-    """Real positions sum to 1, padding gets 0, an all-masked row is all 0."""
-    scores = torch.tensor([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]])
-    mask = torch.tensor([[False, True, True], [False, False, False]])
-    out = masked_softmax(scores, mask)
-    assert out[0, 0] == 0 and out[0].sum() == pytest.approx(1.0) and (out[1] == 0).all()
-
-
-def test_reassociated_attention_equals_per_position_form() -> None:
-    """The implemented (re-associated) attention equals the literal per-position equations."""
-    torch.manual_seed(0)
-    B, NB, L, k, A = 4, 2, 6, 5, 7
-    att = DomainAwareCrossAttention([k, k], d_dim=3, v_dim=4, attn_dim=A, use_da=True, use_ia=True)
-    parts = [torch.randn(B, NB, L, k), torch.randn(B, NB, L, k)]
-    mask = torch.rand(B, NB, L) > 0.3
-    parts = [p * mask.unsqueeze(-1) for p in parts]
-    beh = torch.randn(NB, 2 * k)
-    e_d, e_v = torch.randn(B, 3), torch.randn(B, 4)
-    packed = PackedSeq.from_mask(mask)
-    e_z, a_d, a_i = att([p.reshape(-1, k)[packed.pos] for p in parts], beh, packed, e_d, e_v)
-    x = (torch.cat(parts, -1) + beh[None, :, None, :]) * mask.unsqueeze(-1)  # X_j
-    n = mask.sum(-1, keepdim=True).float()
-    q1 = att.w1_q(e_d)[:, None, None, :]
-    alpha_d = masked_softmax((q1 * att.w1_k(x)).sum(-1) / A**0.5, mask)
-    e1 = (n * alpha_d).unsqueeze(-1) * att.w1_v(x)
-    q2 = att.w2_q(e_v)[:, None, None, :]
-    alpha_i = masked_softmax((q2 * att.w2_k(e1)).sum(-1) / A**0.5, mask)
-    want = (alpha_i.unsqueeze(-1) * att.w2_v(e1)).sum(-2)
-    torch.testing.assert_close(a_d, alpha_d)
-    torch.testing.assert_close(a_i, alpha_i)
-    torch.testing.assert_close(e_z, want, rtol=1e-4, atol=1e-5)
+# The packed attention against the literal per-position equations: tests/model/test_attention.py
 
 
 def test_domain_attention_uses_domain_features_only_when_on(spec_batch) -> None:
