@@ -51,6 +51,7 @@ class RuleContext:
     day_end: datetime  # exclusive
     now: datetime
     domain_tasks: dict[str, str] = field(default_factory=dict)  # known domain -> task
+    domain_roles: dict[str, str] = field(default_factory=dict)  # known domain -> role
     item_ids: pa.Array = field(default_factory=lambda: pa.array([], pa.int64()))
     # per column: True where the raw value was present but could not be parsed to the contract type
     unparsable: dict[str, np.ndarray] = field(default_factory=dict)
@@ -143,10 +144,18 @@ def _domains_with_task(ctx: RuleContext, task: str) -> pa.Array:
     return pa.array(sorted(d for d, t in ctx.domain_tasks.items() if t == task), pa.string())
 
 
+def _domain_is_target(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
+    """Impression rows belong to a target domain (unknown domains are domain_known's to report)."""
+    others = pa.array(sorted(d for d, r in ctx.domain_roles.items() if r != C.ROLE_TARGET), pa.string())
+    return _np(pc.invert(pc.is_in(tbl.column(C.DOMAIN), value_set=others)))
+
+
 def _label_ctr(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
-    """Rows of ctr domains have label 0 or 1."""
+    """Rows of ctr domains have label 0 or 1 (a null label is not_null:label's to report)."""
     in_ctr = pc.is_in(tbl.column(C.DOMAIN), value_set=_domains_with_task(ctx, C.TASK_CTR))
-    binary = pc.is_in(tbl.column(C.LABEL), value_set=pa.array([0.0, 1.0]))
+    label = tbl.column(C.LABEL)
+    # is_in is false, not null, for a null label: without the is_null term it failed here too
+    binary = pc.or_(pc.is_in(label, value_set=pa.array([0.0, 1.0])), label.is_null())
     return _np(pc.or_(pc.invert(in_ctr), binary))
 
 
@@ -262,6 +271,11 @@ def row_rules(table: str) -> list[RowRule]:
         ]
     if table == C.IMPRESSIONS:
         rules += [
+            RowRule(
+                "domain_is_target",
+                "impressions are target-domain rows (a source domain's feedback is a behaviour)",
+                _domain_is_target,
+            ),
             RowRule("label_ctr_binary", "label is 0 or 1 in ctr domains", _label_ctr),
             RowRule(
                 "label_rating_range",

@@ -10,6 +10,7 @@ anything reaches the curated zone. See docs/data-quality.md.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ import pyarrow.parquet as pq
 
 from features import contract as C
 from features import suites as S
-from features.io import atomic_dir, conform, write_table
+from features.io import atomic_dir, conform, data_partitions, stray_files, write_table
 
 REASON = "reason"
 REASON_SEP = ";"
@@ -35,6 +36,7 @@ _DOCS_SITE = "dacdr"
 _DT_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _INT_TEXT = r"^\s*[+-]?\d{1,18}\s*$"  # int64-safe integers; "1.5" or "abc" are unparsable
 _FLOAT_TEXT = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+logger = logging.getLogger(__name__)
 
 
 class ValidationFailed(Exception):
@@ -79,6 +81,9 @@ class ValidationSummary:
     data_docs: str | None
     report: str
     error: str | None = None
+    # things that did not stop the run but need a look: stray files no reader reads, parquet
+    # columns of the wrong type that were parsed value by value
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of the summary."""
@@ -93,6 +98,8 @@ class ValidationSummary:
                 f"  {name:<12} read={t.read} accepted={t.accepted} "
                 f"quarantined={t.quarantined} failing: {fails}"
             )
+        for warning in self.warnings:
+            lines.append(f"  warning: {warning}")
         if self.error:
             lines.append(f"  error: {self.error}")
         lines.append(f"  data docs: {self.data_docs}")
@@ -111,6 +118,7 @@ class _Batch:
 
     table: pa.Table
     unparsable: dict[str, np.ndarray]
+    warnings: list[str] = field(default_factory=list)
 
 
 def _parse_text(col: pa.ChunkedArray, typ: pa.DataType) -> tuple[pa.ChunkedArray, np.ndarray]:
@@ -165,7 +173,7 @@ def _read_file(path: Path, table: str) -> _Batch:
     _check_columns(raw.column_names, table, source)
     if raw.num_rows == 0:
         raise ValidationFailed(table, source, S.FILE_NOT_EMPTY, "the file has no rows")
-    arrays, fields, unparsable = [], [], {}
+    arrays, fields, unparsable, warnings = [], [], {}, []
     for f in C.SCHEMAS[table]:
         col = raw.column(f.name)
         if is_csv:
@@ -173,33 +181,62 @@ def _read_file(path: Path, table: str) -> _Batch:
             if bad.any():
                 unparsable[f.name] = bad
         else:
-            try:
-                if pa.types.is_timestamp(f.type) and pa.types.is_timestamp(col.type) and col.type.tz is None:
-                    col = pc.assume_timezone(col, "UTC")  # naive timestamps are UTC by contract
-                col = col.cast(f.type, safe=True)  # lossless casts only (int32 -> int64 is fine, 1.5 is not)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-                raise ValidationFailed(
-                    table,
-                    source,
-                    S.COLUMN_TYPES_MATCH_CONTRACT,
-                    f"column {f.name} has type {col.type}, expected {f.type}",
-                ) from exc
+            raw_type = col.type
+            col, bad = _cast_typed(col, f.type, table, source, f.name)
+            if bad is not None:
+                warnings.append(
+                    f"{source}: column {f.name} has type {raw_type}, expected {f.type}; "
+                    f"parsed value by value, {int(bad.sum())} unparsable row(s) quarantined"
+                )
+                if bad.any():
+                    unparsable[f.name] = bad
         arrays.append(col)
         fields.append(pa.field(f.name, f.type, nullable=True))
     if table == C.DOMAINS:  # the extra columns are the domain features: kept, as strings
         for name in C.domain_feature_columns(raw.column_names):
             arrays.append(raw.column(name).cast(pa.string()))
             fields.append(pa.field(name, pa.string()))
-    return _Batch(pa.Table.from_arrays(arrays, schema=pa.schema(fields)), unparsable)
+    return _Batch(pa.Table.from_arrays(arrays, schema=pa.schema(fields)), unparsable, warnings)
+
+
+def _cast_typed(
+    col: pa.ChunkedArray, typ: pa.DataType, table: str, source: str, name: str
+) -> tuple[pa.ChunkedArray, np.ndarray | None]:
+    """A parquet column as `typ`: losslessly cast, else parsed value by value like CSV text.
+
+    Returns the column and, when it had to be parsed, which rows were unparsable (so that one
+    bad value quarantines its row, as in CSV, instead of failing the day). A type that has no
+    text form (lists, structs) fails the table.
+    """
+    is_text = pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+    if not is_text or pa.types.is_string(typ):
+        try:
+            if pa.types.is_timestamp(typ) and pa.types.is_timestamp(col.type) and col.type.tz is None:
+                col = pc.assume_timezone(col, "UTC")  # naive timestamps are UTC by contract
+            return col.cast(typ, safe=True), None  # lossless only (int32 -> int64 is fine, 1.5 is not)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass
+    # text where a number or time belongs, or values a lossless cast refuses: CSV's rules apply
+    try:
+        text = col.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise ValidationFailed(
+            table, source, S.COLUMN_TYPES_MATCH_CONTRACT, f"column {name} has type {col.type}, expected {typ}"
+        ) from exc
+    return _parse_text(text, typ)
 
 
 def _read_batch(root: Path, table: str, dt: str | None) -> _Batch:
     """Read and concatenate every landing file of a table (one day for event tables)."""
-    parts = C.list_partitions(root, table, dt)
+    parts = data_partitions(root, table, dt)
+    stray = stray_files(root, table, dt)
+    notes = [f"{root}/{table}: stray file(s) not read: {[str(p) for p in stray]}"] if stray else []
     if not parts:
         where = f"{root}/{table}" + (f"/dt={dt}" if dt else "")
-        raise ValidationFailed(table, where, S.TABLE_PRESENT, "no parquet or csv files")
+        also = f" (stray file(s) not read: {[p.name for p in stray]})" if stray else ""
+        raise ValidationFailed(table, where, S.TABLE_PRESENT, f"no parquet or csv files{also}")
     batches = [_read_file(p.path, table) for p in parts]
+    notes += [w for b in batches for w in b.warnings]
     try:
         tbl = pa.concat_tables([b.table for b in batches], promote_options="permissive")
     except pa.ArrowInvalid as exc:  # domains files with different feature columns that cannot merge
@@ -211,7 +248,7 @@ def _read_batch(root: Path, table: str, dt: str | None) -> _Batch:
         unparsable[col] = np.concatenate(
             [b.unparsable.get(col, np.zeros(b.table.num_rows, bool)) for b in batches]
         )
-    return _Batch(tbl.combine_chunks(), unparsable)
+    return _Batch(tbl.combine_chunks(), unparsable, notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,11 +401,16 @@ def _history(out: Path, dt: str, table: str, window: int) -> list[int]:
 
 
 def _fail(
-    summary_tables: dict[str, TableSummary], dt: str, out: Path, docs: str | None, exc: ValidationFailed
+    summary_tables: dict[str, TableSummary],
+    dt: str,
+    out: Path,
+    docs: str | None,
+    exc: ValidationFailed,
+    warnings: list[str] | None = None,
 ) -> ValidationFailed:
     """Write the failed run's report (never the curated zone) and return the exception to raise."""
     report = out / REPORTS / f"dt={dt}.json"
-    summary = ValidationSummary(dt, "failed", summary_tables, docs, str(report), str(exc))
+    summary = ValidationSummary(dt, "failed", summary_tables, docs, str(report), str(exc), warnings or [])
     report.parent.mkdir(parents=True, exist_ok=True)
     _write_json(report, summary.to_json())
     return exc
@@ -407,11 +449,15 @@ def validate_day(
     gxr = _Gx(out / DATA_DOCS)
     tables: dict[str, TableSummary] = {}
     outcomes: dict[str, _Outcome] = {}
+    warnings: list[str] = []
     ctx = S.RuleContext(dt=dt, day_start=day_start, day_end=day_start + timedelta(days=1), now=now)
     try:
         # dimension tables first: the event tables' rules look items and domains up
         for table in (C.DOMAINS, C.ITEMS, *C.EVENT_TABLES):
             batch = _read_batch(logs, table, dt if table in C.EVENT_TABLES else None)
+            for warning in batch.warnings:
+                logger.warning("validate dt=%s: %s", dt, warning)
+            warnings += batch.warnings
             limits = None
             if table in C.EVENT_TABLES:
                 hist = _history(out, dt, table, config.count_bounds.window)
@@ -427,12 +473,13 @@ def validate_day(
             if table == C.DOMAINS:
                 d = res.accepted
                 tasks = dict(zip(d[C.DOMAIN].to_pylist(), d[C.TASK].to_pylist(), strict=True))
-                ctx = replace(ctx, domain_tasks=tasks)
+                roles = dict(zip(d[C.DOMAIN].to_pylist(), d[C.ROLE].to_pylist(), strict=True))
+                ctx = replace(ctx, domain_tasks=tasks, domain_roles=roles)
             elif table == C.ITEMS:
                 ctx = replace(ctx, item_ids=res.accepted.column(C.ITEM_ID).combine_chunks())
     except ValidationFailed as exc:
         docs = gxr.build_docs() if config.data_docs else None
-        raise _fail(tables, dt, out, docs, exc) from None
+        raise _fail(tables, dt, out, docs, exc, warnings) from None
     # every table passed its table-level expectations: publish (each folder swapped atomically)
     for table, res in outcomes.items():
         day = dt if table in C.EVENT_TABLES else None
@@ -442,6 +489,6 @@ def validate_day(
     docs = gxr.build_docs() if config.data_docs else None
     report = out / REPORTS / f"dt={dt}.json"
     report.parent.mkdir(parents=True, exist_ok=True)
-    summary = ValidationSummary(dt, "ok", tables, docs, str(report))
+    summary = ValidationSummary(dt, "ok", tables, docs, str(report), warnings=warnings)
     _write_json(report, summary.to_json())
     return summary

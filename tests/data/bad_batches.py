@@ -238,11 +238,45 @@ def _rewrite(
     return apply
 
 
-def _float_ids(tbl: pa.Table) -> pa.Table:
-    """user_id stored as float64 with one non-integer id."""
+def _retyped(
+    col: str, values: Callable[[pa.Table], pa.Array], bad: list[int]
+) -> Callable[[Path, dict[str, pa.Table]], list[int]]:
+    """A parquet fault storing impressions' `col` with another type; `bad` rows hold unparsable values."""
+
+    def apply(root: Path, good: dict[str, pa.Table]) -> list[int]:
+        """Write impressions with the retyped column."""
+        tbl = good[C.IMPRESSIONS]
+        pq.write_table(tbl.set_column(tbl.schema.get_field_index(col), col, values(tbl)), _path(root, IMP))
+        return bad
+
+    return apply
+
+
+def _float_ids(tbl: pa.Table) -> pa.Array:
+    """user_id as float64 with one non-integer id (row 5)."""
     ids = tbl.column(C.USER_ID).to_numpy().astype(float)
     ids[5] = 1.5
-    return tbl.set_column(tbl.schema.get_field_index(C.USER_ID), C.USER_ID, pa.array(ids))
+    return pa.array(ids)
+
+
+def _string_ids(tbl: pa.Table) -> pa.Array:
+    """user_id as strings, two of them not integers (rows 2 and 7)."""
+    ids = [str(x) for x in tbl.column(C.USER_ID).to_pylist()]
+    ids[2], ids[7] = "u7", "1.5"
+    return pa.array(ids)
+
+
+def _string_labels(tbl: pa.Table) -> pa.Array:
+    """label as strings ("1.0", " 0 "), one of them not a number (row 4)."""
+    labels = [f" {x:g} " if i % 2 else str(x) for i, x in enumerate(tbl.column(C.LABEL).to_pylist())]
+    labels[4] = "yes"
+    return pa.array(labels)
+
+
+def _source_domain_rows(root: Path, good: dict[str, pa.Table]) -> list[int]:
+    """Three ctr impressions moved to the source domain (the contract: impressions are target rows)."""
+    rows = _rows_of_domain(good, CTR_DOMAINS[1], 3)
+    return _set_values(IMP, C.DOMAIN, rows, CTR_DOMAINS[0])(root, good)
 
 
 def _missing_partition(root: Path, good: dict[str, pa.Table]) -> list[int]:
@@ -290,6 +324,11 @@ FAULTS: tuple[Fault, ...] = (
     ),
     Fault("unknown_item_id", IMP, R, "item_known", _set_values(IMP, C.ITEM_ID, [14], 999_999)),
     Fault("csv_garbage_cells", IMP, R, "parses:", _csv_garbage_cells),
+    # parquet columns of another type are parsed value by value, like CSV: one bad value, one row
+    Fault("string_ids", IMP, R, f"parses:{C.USER_ID}", _retyped(C.USER_ID, _string_ids, [2, 7])),
+    Fault("non_integer_float_ids", IMP, R, f"parses:{C.USER_ID}", _retyped(C.USER_ID, _float_ids, [5])),
+    Fault("string_labels", IMP, R, f"parses:{C.LABEL}", _retyped(C.LABEL, _string_labels, [4])),
+    Fault("source_domain_impressions", IMP, R, "domain_is_target", _source_domain_rows),
     Fault("bad_behavior_value", BEH, R, "behavior_in_set", _set_values(BEH, C.BEHAVIOR, [3, 4], "teleport")),
     Fault("null_behavior", BEH, R, f"not_null:{C.BEHAVIOR}", _set_values(BEH, C.BEHAVIOR, [5], None)),
     Fault(
@@ -315,19 +354,16 @@ FAULTS: tuple[Fault, ...] = (
         S.COLUMNS_MATCH_CONTRACT,
         _rewrite(IMP, lambda t: t.append_column("debug", pa.array(np.zeros(t.num_rows)))),
     ),
-    Fault(
-        "string_ids",
+    Fault(  # a type with no text form cannot be parsed value by value: the table fails
+        "list_labels",
         IMP,
         T,
         S.COLUMN_TYPES_MATCH_CONTRACT,
         _rewrite(
             IMP,
-            lambda t: t.set_column(
-                3, C.USER_ID, pa.array([f"u{x}" for x in t.column(C.USER_ID).to_pylist()])
-            ),
+            lambda t: t.set_column(5, C.LABEL, pa.array([[x] for x in t.column(C.LABEL).to_pylist()])),
         ),
     ),
-    Fault("non_integer_float_ids", IMP, T, S.COLUMN_TYPES_MATCH_CONTRACT, _rewrite(IMP, _float_ids)),
     Fault("missing_partition", IMP, T, S.TABLE_PRESENT, _missing_partition),
     Fault(
         "bad_domain_name_in_domains",

@@ -260,3 +260,45 @@ def test_gx_suite_has_one_expectation_per_rule() -> None:
     names = [e.meta[S.META_RULE] for e in suite.expectations]
     assert names == [r.name for r in rules] + [S.ROW_COUNT_IN_BOUNDS]
     assert len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize(
+    "fault", [f for f in ROW_FAULTS if f.name.startswith("null_")], ids=lambda f: f.name
+)
+def test_a_null_is_reported_once(tmp_path: Path, good: dict[str, pa.Table], fault: BB.Fault) -> None:
+    """A null key is quarantined under its not_null rule alone (a null ctr label is not also 'not binary')."""
+    logs = BB.write_good_landing(tmp_path / "logs")
+    fault.apply(logs, good)
+    validate_day(logs, BB.DT, tmp_path / "out", now=BB.NOW, config=FAST)
+    reasons = _out_day(tmp_path / "out", "quarantine", fault.table).column(REASON).to_pylist()
+    assert reasons and set(reasons) == {fault.rule}, reasons
+
+
+def test_parquet_of_another_type_is_parsed_like_csv_and_reported(
+    tmp_path: Path, good: dict[str, pa.Table]
+) -> None:
+    """Parquet user_id as text: parsable values accepted, the bad one quarantined, the report warns."""
+    logs = BB.write_good_landing(tmp_path / "logs")
+    fault = next(f for f in ROW_FAULTS if f.name == "string_ids")
+    fault.apply(logs, good)
+    summary = validate_day(logs, BB.DT, tmp_path / "out", now=BB.NOW, config=FAST)
+    assert summary.tables[C.IMPRESSIONS].quarantined == 2
+    (warning,) = [w for w in summary.warnings if "column user_id" in w]
+    assert "type string, expected int64" in warning and "2 unparsable row(s)" in warning
+    assert "warning: " in summary.render()
+
+
+def test_stray_files_are_reported(tmp_path: Path) -> None:
+    """A compressed file and a file outside any dt= folder are not read, and the report names both."""
+    logs = BB.write_good_landing(tmp_path / "logs")
+    day = logs / C.IMPRESSIONS / f"dt={BB.DT}"
+    (day / "part-1.PARQUET.gz").write_bytes(b"\x1f\x8b\x08")
+    shutil.copy(day / "part-0.parquet", logs / C.IMPRESSIONS / "stray.parquet")
+    (logs / C.IMPRESSIONS / f".dt={BB.DT}.old.0a1b").mkdir()  # swap leftover: never read
+    shutil.copy(day / "part-0.parquet", logs / C.IMPRESSIONS / f".dt={BB.DT}.old.0a1b" / "part-0.parquet")
+    summary = validate_day(logs, BB.DT, tmp_path / "out", now=BB.NOW, config=FAST)
+    assert summary.status == "ok" and summary.tables[C.IMPRESSIONS].read == 200
+    (warning,) = [w for w in summary.warnings if "stray" in w]
+    assert "part-1.PARQUET.gz" in warning and "stray.parquet" in warning
+    report = json.loads(Path(summary.report).read_text())
+    assert report["warnings"] == summary.warnings
