@@ -7,8 +7,10 @@ A store lives in a working directory (any path; nothing depends on the current d
         repo.py              generated: the definitions of features.feature_repo over ./data
         data/                parquet written by build(), registry.db, online_store.db
 
-`feast -c <workdir>/feature_repo apply|serve|...` works on it as on any Feast repo; the Python API
-below does the same in-process (FeatureStore(repo_path=...)).
+Every path in feature_store.yaml is relative to feature_repo/, so a copied or moved workdir uses
+its own registry and online store. The Python API below opens it in-process (open_store resolves
+the SQL registry's relative sqlite path against the repo); the `feast` CLI works on it when run
+from inside <workdir>/feature_repo (SQLAlchemy resolves that path against the current directory).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from features import contract as C
 if TYPE_CHECKING:
     import pandas as pd
     from feast import FeatureService, FeatureStore, FeatureView
+    from feast.repo_config import RepoConfig
 
 T = TypeVar("T")
 REPO_DIRNAME = "feature_repo"
@@ -154,7 +157,9 @@ def render_repo(workdir: Path | str, online: OnlineConfig | None = None) -> Path
     data.mkdir(parents=True, exist_ok=True)
     yaml = _TEMPLATE.read_text().format(
         project=PROJECT,
-        registry_path=data / REGISTRY_FILE,
+        # relative to the repo folder, so a copied or moved workdir uses its own registry;
+        # open_store makes it absolute (SQLAlchemy would resolve it against the process cwd)
+        registry_path=f"{DATA_DIRNAME}/{REGISTRY_FILE}",
         online_store=_online_block(online or OnlineConfig()),
     )
     _atomic_write_text(repo / YAML_NAME, yaml)
@@ -290,7 +295,28 @@ def open_store(workdir: Path | str) -> FeatureStore:
         raise FeatureStoreError(
             f"{repo}: no {YAML_NAME}; run `dacdr features build --workdir {workdir}` first"
         )
-    return FeatureStore(repo_path=str(repo))
+    return FeatureStore(repo_path=str(repo), config=repo_config(repo))
+
+
+SQLITE_URL = "sqlite:///"
+
+
+def repo_config(repo: Path) -> RepoConfig:
+    """The repo's feature_store.yaml with a relative SQLite registry resolved against the repo.
+
+    Feast resolves relative file paths (the online store's, a file registry's) against the repo,
+    but its SQL registry hands `path` to SQLAlchemy, which resolves a relative sqlite path
+    against the current directory; so the yaml keeps it relative and it is made absolute here.
+    """
+    from feast.repo_config import load_repo_config
+
+    config = load_repo_config(repo, repo / YAML_NAME)
+    registry = config.registry_config
+    if isinstance(registry, dict) and str(registry.get("path", "")).startswith(SQLITE_URL):
+        target = Path(registry["path"].removeprefix(SQLITE_URL))
+        if not target.is_absolute():
+            config.registry_config = {**registry, "path": f"{SQLITE_URL}{repo / target}"}
+    return config
 
 
 def online_store_file(workdir: Path | str) -> Path | None:

@@ -250,3 +250,29 @@ def test_redis_online_store_incremental(
     got = S.online_features(workdir, users, "home_living")
     ref = S.online_features(feast_workdir, users, "home_living")
     pd.testing.assert_frame_equal(got, ref)
+
+
+def test_moved_workdir_uses_its_own_registry_and_online_store(
+    feast_workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """feature_store.yaml holds no absolute path: a copied, then moved workdir opens its own registry
+    (resolved against the repo, not the current directory) and serves the same online features."""
+    import shutil
+
+    yaml = (S.repo_dir(feast_workdir) / S.YAML_NAME).read_text()
+    assert str(feast_workdir) not in yaml and f"sqlite:///{S.DATA_DIRNAME}/{S.REGISTRY_FILE}" in yaml
+    first, moved = tmp_path / "first", tmp_path / "elsewhere" / "moved"
+    shutil.copytree(feast_workdir, first)
+    moved.parent.mkdir()
+    first.rename(moved)
+    monkeypatch.chdir(tmp_path)  # a relative sqlite path must not resolve against the cwd
+    store = S.open_store(moved)
+    assert store.config.registry.path == f"sqlite:///{S.data_dir(moved) / S.REGISTRY_FILE}"
+    assert {v.name for v in store.list_feature_views()} == {
+        USER_SEQUENCES, USER_ACTIVITY, ITEM_SIDE_INFO, DOMAIN_FEATURES
+    }
+    users = _some_users(feast_workdir, 3)
+    got = S.online_features(store, users, "fashion_feed")
+    want = S.online_features(feast_workdir, users, "fashion_feed")
+    pd.testing.assert_frame_equal(got, want)
+    assert not first.exists() and not (tmp_path / S.DATA_DIRNAME).exists(), "no db created elsewhere"
