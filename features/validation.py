@@ -148,7 +148,8 @@ def _check_columns(names: list[str], table: str, source: str) -> None:
             table,
             source,
             S.COLUMNS_MATCH_CONTRACT,
-            f"missing column(s) {missing}, unexpected column(s) {extra}",
+            "; ".join(f"{what} column(s) {cols}"
+                      for what, cols in (("missing", missing), ("unexpected", extra)) if cols),
         )
 
 

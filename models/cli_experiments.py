@@ -47,9 +47,12 @@ def multidomain_cmd(
     tune: bool | None = typer.Option(None, "--tune/--no-tune", help="Grid search on validation."),
 ) -> None:
     """Train every baseline, DACDR and its ablations on every target domain; report test AUC."""
+    from dacdr.errors import existing_dir, output_dir
     from features.contract import ContractError
     from models.experiments import multidomain
 
+    existing_dir(logs, "--logs")
+    output_dir(out, "--out")
     cfg = budget(quick, device, epochs, batch_size, max_batches, lr, tune, steps)
     try:
         res = multidomain(logs, out, seeds=seeds, quick=quick, models=model or None, cfg=cfg)
@@ -83,8 +86,13 @@ def coldstart_cmd(
     tune: bool | None = typer.Option(None, "--tune/--no-tune", help="Grid search on validation."),
 ) -> None:
     """Cold-start rating transfer: CMF, EMCDR, SSCDR, PTUPCDR, DACDR and the rating baselines."""
+    from dacdr.errors import existing_file, output_dir
     from features.contract import ContractError
     from models.experiments import coldstart
+
+    existing_file(source, "--source")
+    existing_file(target, "--target")
+    output_dir(out, "--out")
 
     # `--beta 0.2 0.5 0.8`: typer options take one value each, the rest arrive as extra arguments
     betas = list(beta)

@@ -71,13 +71,7 @@ def test_walk_finds_every_command() -> None:
             "evaluate", "finetune", "package", "serve", "rollback", "pipeline"} <= names
 
 
-# models/cli_experiments.py creates --out before checking its inputs: NotADirectoryError traceback
-EXPERIMENTS_XFAIL = pytest.mark.xfail(strict=True, reason="experiment commands lack boundary path checks")
-
-
-@pytest.mark.parametrize("path", [
-    pytest.param(p, marks=EXPERIMENTS_XFAIL) if p[0] == "experiment" else p for p, _ in _leaves()
-], ids=" ".join)
+@pytest.mark.parametrize("path", [p for p, _ in _leaves()], ids=" ".join)
 def test_every_command_bad_input_is_one_line_exit_2(path: tuple[str, ...], bad_path: Path) -> None:
     """`dacdr <command>` given a bad path (or a bad domain name) prints exactly one line on stderr,
     `error: ...` naming the parameter, nothing on stdout, and exits 2."""
