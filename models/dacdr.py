@@ -50,8 +50,9 @@ class DACDRConfig:
     use_domain_attention: bool = True
     use_item_attention: bool = True
     attn_temperature: float = 5.0  # initial tau of the cosine attention scores (learned)
-    per_domain: bool = True  # per-domain bilinear score u_hat^T M_d W e_v and per-domain bias
+    per_domain: bool = True  # per-domain transfer score t_u^T M_d t_v and per-domain bias
     item_bias: bool = True  # a scalar bias per target item (its popularity), beside e_v
+    norm_user: bool = True  # LayerNorm on each behaviour's attention output before g and h
     sparse_embeddings: bool = True  # nn.Embedding(sparse=True) for large id tables (SparseAdam)
     sparse_min_rows: int = 4096  # tables smaller than this stay dense: a dense grad is cheaper there
     rating_offset: float = 3.0  # rating rows predict offset + head output (centre of the 1..5 scale)
@@ -109,11 +110,14 @@ class DACDR(nn.Module):
         self.attn_side = DomainAwareCrossAttention([k, k, k, k], d_dim, v_dim, a, da, ia, tau)
         # g: domain encoder (eq. 6); h: prediction head (eq. 7)
         self.encoder = mlp(2 * nb * a + d_dim, cfg.encoder_hidden, k, cfg.dropout)
+        # the attention outputs of small embeddings are ~1e-2: without a norm the MLP biases swamp them
+        self.norm_seq = nn.LayerNorm(a) if cfg.norm_user else nn.Identity()
+        self.norm_side = nn.LayerNorm(a) if cfg.norm_user else nn.Identity()
         self.head = mlp(k + 2 * nb * a + v_dim + d_dim, cfg.head_hidden, 1, cfg.dropout)
         if cfg.per_domain:
-            # per-domain capacity: an MLP only approximates products of the user and item vectors,
-            # and each domain maps source interests onto its own items differently (docs/model.md)
-            self.item_proj = nn.Linear(v_dim, k, bias=False)  # W: e_v -> the user space
+            # per-domain transfer: an MLP only approximates products of the user and item vectors, and
+            # each domain maps source interests onto its own items differently (docs/model.md)
+            self.behavior_mix = nn.Parameter(torch.zeros(nb))  # softmax weights of the behaviours in t_u
             self.domain_bilinear = nn.Embedding(cfg.n_domains, k * k)  # M_d, one k x k matrix per domain
             self.domain_bias = nn.Embedding(cfg.n_domains, 1)
         if cfg.item_bias:
@@ -159,22 +163,31 @@ class DACDR(nn.Module):
                       self.shop(packed.gather(batch["seq_shop"])),
                       self.value(packed.gather(batch["seq_value"]))]  # 4 x (N,k)
         # (B,NB,A), (B,NB,L), (B,NB,L)
-        z_seq, ad_seq, ai_seq = self.attn_seq(seq_parts, self.behavior_seq.weight, packed, e_d, e_v)
-        z_side, ad_side, ai_side = self.attn_side(side_parts, self.behavior_side.weight, packed, e_d, e_v)
-        e_seq = z_seq.flatten(1)  # (B,NB*A): per-behaviour outputs flattened and concatenated
-        e_side = z_side.flatten(1)  # (B,NB*A)
+        z_seq, _, ad_seq, ai_seq = self.attn_seq(seq_parts, self.behavior_seq.weight, packed, e_d, e_v)
+        z_side, pooled_side, ad_side, ai_side = self.attn_side(
+            side_parts, self.behavior_side.weight, packed, e_d, e_v)
+        e_seq = self.norm_seq(z_seq).flatten(1)  # (B,NB*A): per-behaviour outputs, concatenated
+        e_side = self.norm_side(z_side).flatten(1)  # (B,NB*A)
         u_hat = self.encoder(torch.cat([e_seq, e_side, e_d], dim=-1))  # (B,k) eq. 6
         out = self.head(torch.cat([u_hat, e_seq, e_side, e_v, e_d], dim=-1)).squeeze(-1)  # (B,) eq. 7
+        t_u = t_v = None
         if self.cfg.per_domain:
+            # transfer score in the side-info embedding space: t_u = the attended source elements'
+            # category + brand + shop, mixed over behaviours; t_v = the target item's; M_d maps one onto
+            # the other per domain (identity at init: "more of the same category" to start from)
             k = self.cfg.embed_dim
+            ps = pooled_side
+            per_beh = ps[..., :k] + ps[..., k:2 * k] + ps[..., 2 * k:3 * k]  # (B,NB,k)
+            t_u = (torch.softmax(self.behavior_mix, 0).view(1, -1, 1) * per_beh).sum(1)  # (B,k)
+            t_v = e_v[:, k:2 * k] + e_v[:, 2 * k:3 * k] + e_v[:, 3 * k:]  # (B,k) category + brand + shop
             m_d = self.domain_bilinear(batch["domain"]).view(-1, k, k)  # (B,k,k)
-            v = self.item_proj(e_v)  # (B,k)
-            out = out + torch.einsum("bi,bij,bj->b", u_hat, m_d, v)  # (B,) u_hat^T M_d W e_v
+            out = out + torch.einsum("bi,bij,bj->b", t_u, m_d, t_v)  # (B,) t_u^T M_d t_v
             out = out + self.domain_bias(batch["domain"]).squeeze(-1)
         if self.cfg.item_bias:
             out = out + self.item_bias(batch["item"]).squeeze(-1)
         return {
             "e_d": e_d, "e_v": e_v, "e_seq": e_seq, "e_side": e_side, "u_hat": u_hat, "raw": out,
+            "t_u": t_u, "t_v": t_v,
             "alpha_d_seq": ad_seq, "alpha_i_seq": ai_seq, "alpha_d_side": ad_side, "alpha_i_side": ai_side,
         }
 

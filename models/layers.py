@@ -119,9 +119,10 @@ class DomainAwareCrossAttention(nn.Module):
     def forward(
         self, parts: list[torch.Tensor], beh: torch.Tensor, packed: PackedSeq, e_d: torch.Tensor,
         e_v: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """parts (N,k_i) real elements, beh (NB,X), packed, e_d (B,D), e_v (B,V)
-        -> e_z (B,NB,A), alpha_D (B,NB,L), alpha_I (B,NB,L) (zeros at padding).
+        -> e_z (B,NB,A), pooled (B,NB,X) = sum_j w_j concat(parts)_j (the attended elements in embedding
+        space, without the behaviour term), alpha_D (B,NB,L), alpha_I (B,NB,L) (zeros at padding).
 
         Keys are computed per element (N,X)x(X,A); the values are re-associated: the projections are
         bias-free and linear, so sum_j w_j (X_j W1V) W2V = (sum_j w_j X_j) W1V W2V, pooled first.
@@ -146,9 +147,9 @@ class DomainAwareCrossAttention(nn.Module):
             alpha_i = 1.0 / n
         w = alpha_i * c  # (N,)
         pooled = packed.segment_sum(w.unsqueeze(-1) * x).view(B, NB, -1)  # (B,NB,X) = sum_j w_j X_j
-        pooled = pooled + packed.segment_sum(w).view(B, NB, 1) * beh  # + behaviour term
-        e_z = self.w2_v(self.w1_v(pooled))  # (B,NB,A); an empty sequence gives 0
-        return e_z, packed.scatter(alpha_d), packed.scatter(alpha_i)
+        with_beh = pooled + packed.segment_sum(w).view(B, NB, 1) * beh  # + behaviour term
+        e_z = self.w2_v(self.w1_v(with_beh))  # (B,NB,A); an empty sequence gives 0
+        return e_z, pooled, packed.scatter(alpha_d), packed.scatter(alpha_i)
 
 
 def grow_embedding(emb: nn.Embedding, num: int, init_row: int) -> nn.Embedding:
