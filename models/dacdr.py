@@ -117,8 +117,8 @@ class DACDR(nn.Module):
         if cfg.per_domain:
             # per-domain transfer: an MLP only approximates products of the user and item vectors, and
             # each domain maps source interests onto its own items differently (docs/model.md)
-            self.behavior_mix = nn.Parameter(torch.zeros(nb))  # softmax weights of the behaviours in t_u
-            self.domain_bilinear = nn.Embedding(cfg.n_domains, k * k)  # M_d, one k x k matrix per domain
+            # M_{d,b}: one k x k matrix per domain and behaviour (a click says more than a browse)
+            self.domain_bilinear = nn.Embedding(cfg.n_domains, nb * k * k)
             self.domain_bias = nn.Embedding(cfg.n_domains, 1)
         if cfg.item_bias:
             self.item_bias = nn.Embedding(cfg.n_items, 1, padding_idx=0, sparse=sparse(cfg.n_items))
@@ -134,8 +134,8 @@ class DACDR(nn.Module):
                         m.weight[m.padding_idx].zero_()
         with torch.no_grad():
             if self.cfg.per_domain:
-                k = self.cfg.embed_dim
-                eye = torch.eye(k).reshape(1, -1)
+                k, nb = self.cfg.embed_dim, self.cfg.n_behaviors
+                eye = (torch.eye(k) / nb).reshape(1, -1).repeat(1, nb)  # sum over b of I/NB: the mean
                 self.domain_bilinear.weight.copy_(eye.expand_as(self.domain_bilinear.weight))
                 self.domain_bias.weight.zero_()
             if self.cfg.item_bias:
@@ -172,16 +172,15 @@ class DACDR(nn.Module):
         out = self.head(torch.cat([u_hat, e_seq, e_side, e_v, e_d], dim=-1)).squeeze(-1)  # (B,) eq. 7
         t_u = t_v = None
         if self.cfg.per_domain:
-            # transfer score in the side-info embedding space: t_u = the attended source elements'
-            # category + brand + shop, mixed over behaviours; t_v = the target item's; M_d maps one onto
-            # the other per domain (identity at init: "more of the same category" to start from)
-            k = self.cfg.embed_dim
-            ps = pooled_side
-            per_beh = ps[..., :k] + ps[..., k:2 * k] + ps[..., 2 * k:3 * k]  # (B,NB,k)
-            t_u = (torch.softmax(self.behavior_mix, 0).view(1, -1, 1) * per_beh).sum(1)  # (B,k)
-            t_v = e_v[:, k:2 * k] + e_v[:, 2 * k:3 * k] + e_v[:, 3 * k:]  # (B,k) category + brand + shop
-            m_d = self.domain_bilinear(batch["domain"]).view(-1, k, k)  # (B,k,k)
-            out = out + torch.einsum("bi,bij,bj->b", t_u, m_d, t_v)  # (B,) t_u^T M_d t_v
+            # transfer score in the category embedding space: t_u,b = behaviour b's attended source
+            # categories, t_v = the target item's; M_{d,b} maps one onto the other per domain (I/NB at
+            # init: "more of the same category" to start from). Category only: adding brand and shop
+            # here cost ~0.007 validation AUC on demo (more rows to fit, same signal)
+            k, nb = self.cfg.embed_dim, self.cfg.n_behaviors
+            t_u = pooled_side[..., :k]  # (B,NB,k): attention-pooled E_cat of the source elements
+            t_v = e_v[:, k:2 * k]  # (B,k): E_cat of the target item
+            m_d = self.domain_bilinear(batch["domain"]).view(-1, nb, k, k)  # (B,NB,k,k)
+            out = out + torch.einsum("bni,bnij,bj->b", t_u, m_d, t_v)  # (B,) sum_b t_u,b^T M_d,b t_v
             out = out + self.domain_bias(batch["domain"]).squeeze(-1)
         if self.cfg.item_bias:
             out = out + self.item_bias(batch["item"]).squeeze(-1)

@@ -67,13 +67,14 @@ def fit_item_prior(model: ItemPrior, train_t: dict[str, torch.Tensor], val_t: di
     """Fill the item table with the best shrinkage m of SHRINKAGE_GRID on validation; returns the choice."""
     is_ctr = bool((train_t["task"] == 0).all())
     cfg = model.cfg
+    offset = 0.0 if is_ctr else cfg.rating_offset  # rating rows come out as rating_offset + raw
     best = (-math.inf, SHRINKAGE_GRID[0])
     for m in SHRINKAGE_GRID:
-        model.table.copy_(item_table(train_t, cfg.n_domains, cfg.n_items, m, is_ctr))
+        model.table.copy_(item_table(train_t, cfg.n_domains, cfg.n_items, m, is_ctr) - offset)
         value = _score(_predict(model, val_t), val_t, is_ctr) if len(val_t["label"]) else 0.0
         if value > best[0]:
             best = (value, m)
-    model.table.copy_(item_table(train_t, cfg.n_domains, cfg.n_items, best[1], is_ctr))
+    model.table.copy_(item_table(train_t, cfg.n_domains, cfg.n_items, best[1], is_ctr) - offset)
     return {"shrinkage": best[1], "val_value": abs(best[0]) if not is_ctr else best[0]}
 
 

@@ -100,6 +100,15 @@ def test_bias_user_offset_matches_brute_force() -> None:
     with torch.no_grad():
         pred = model(vat).numpy()
     assert chosen["val_value"] == pytest.approx(rmse(vat["label"].numpy(), pred), abs=1e-6)
+    # served on the rating scale: the predictions' mean is the labels' mean, not shifted by the offset
+    assert abs(pred.mean() - float(vat["label"].mean())) < 0.2
+    brute = _brute_item_table(trt, chosen["shrinkage"], is_ctr=False)
+    d, i = next(iter(brute))
+    one = {k: v[:1].clone() for k, v in vat.items()}
+    one["domain"][0], one["item"][0] = d, i
+    model.alpha.fill_(0.0)
+    with torch.no_grad():
+        assert float(model(one)[0]) == pytest.approx(brute[(d, i)], abs=1e-4)
     model.alpha.fill_(0.0)
     with torch.no_grad():
         assert rmse(vat["label"].numpy(), model(vat).numpy()) >= chosen["val_value"] - 1e-9
