@@ -19,6 +19,7 @@ from models.experiments.common import (
     RESULT_COLUMNS_RATING,
     TRAIN_ROWS,
     ExperimentConfig,
+    Progress,
     Tensors,
     absent_signals,
     check_config,
@@ -108,6 +109,7 @@ def coldstart(
     dev = resolve_device(cfg.device)
     user_col = arrow.column(C.USER_ID).to_numpy()
     rows, log, chosen = [], [], {}
+    progress = Progress(len(betas) * seeds * len(names))
     for beta in betas:
         for seed in range(seeds):
             split = coldstart_split(table, beh_users, beta, seed, cfg.val_fraction)
@@ -168,6 +170,7 @@ def coldstart(
                         "rmse": rmse(labels, pred),
                     }
                 )
+                progress.done(f"{name} beta {beta:g} seed {seed}", f"test RMSE {rows[-1]['rmse']:.4f}")
             pd.DataFrame(rows, columns=list(RESULT_COLUMNS_RATING)).to_csv(out / "results.csv", index=False)
     results = pd.DataFrame(rows, columns=list(RESULT_COLUMNS_RATING))
     results.to_csv(out / "results.csv", index=False)

@@ -358,3 +358,23 @@ def tune_and_train(
 def _day_start_us(day: str) -> int:
     """Epoch microseconds of a UTC day's midnight."""
     return int(np.datetime64(day, "D").astype("datetime64[us]").astype(np.int64))
+
+
+class Progress:
+    """One line per finished (model, seed[, beta]) on stderr, with the elapsed time and an ETA."""
+
+    def __init__(self, total: int) -> None:
+        """`total` units of work; the clock starts now."""
+        self.total, self.done_n, self.t0 = total, 0, time.perf_counter()
+
+    def done(self, what: str, result: str) -> str:
+        """Count one unit and print `[i/total] what: result (elapsed; ETA)`; returns the line."""
+        import sys
+
+        self.done_n += 1
+        elapsed = time.perf_counter() - self.t0
+        eta = elapsed / self.done_n * (self.total - self.done_n)
+        line = (f"[{self.done_n}/{self.total}] {what}: {result} "
+                f"({elapsed / 60:.1f} min; ETA {eta / 60:.1f} min)")
+        print(line, file=sys.stderr, flush=True)
+        return line

@@ -18,6 +18,7 @@ from models.experiments.common import (
     RESULT_COLUMNS_CTR,
     TRAIN_ROWS,
     ExperimentConfig,
+    Progress,
     Tensors,
     _day_start_us,
     absent_signals,
@@ -101,6 +102,7 @@ def multidomain(
     te.select([C.REQUEST_ID, C.DOMAIN, C.USER_ID, C.LABEL, C.IS_COLD]).to_pandas().to_parquet(
         pred_dir / "test_rows.parquet", index=False
     )
+    progress = Progress(seeds * len(names))
     for seed in range(seeds):
         for name in names:
             units = [(d, [d]) for d in targets] if TRAIN_ROWS[name] == PER_DOMAIN else [("all", targets)]
@@ -141,6 +143,8 @@ def multidomain(
                     )
             # test-row scores, for significance checks (bootstrap over users) beside the summary metrics
             np.save(pred_dir / f"{name}_seed{seed}.npy", scores)
+            mine = [r["auc"] for r in rows if r["model"] == name and r["seed"] == seed]
+            progress.done(f"{name} seed {seed}", f"test AUC {np.nanmean(mine):.4f} (domain mean)")
         pd.DataFrame(rows, columns=list(RESULT_COLUMNS_CTR)).to_csv(out / "results.csv", index=False)
     results = pd.DataFrame(rows, columns=list(RESULT_COLUMNS_CTR))
     results.to_csv(out / "results.csv", index=False)
