@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from models.layers import DomainAwareCrossAttention, PackedSeq, mlp
+from models.layers import DomainAwareCrossAttention, PackedSeq, mlp, small_init
 from models.spec import FeatureSpec
 
 # module-name prefixes trained by fine-tuning (paper 3.5): e_d, target item table, W^Q/W^K/W^V (with
@@ -126,12 +126,7 @@ class DACDR(nn.Module):
 
     def reset_parameters(self) -> None:
         """Small normal init for embeddings (N(0,1) rows would swamp the concatenations); M_d = I, biases 0"""
-        for m in self.modules():
-            if isinstance(m, nn.Embedding):
-                nn.init.normal_(m.weight, std=0.05)
-                if m.padding_idx is not None:
-                    with torch.no_grad():
-                        m.weight[m.padding_idx].zero_()
+        small_init(self)
         with torch.no_grad():
             if self.cfg.per_domain:
                 k, nb = self.cfg.embed_dim, self.cfg.n_behaviors

@@ -10,14 +10,29 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def mlp(in_dim: int, hidden: list[int], out_dim: int, dropout: float) -> nn.Sequential:
-    """Linear -> ReLU -> Dropout blocks ending in a plain Linear to `out_dim`."""
+def relu_mlp(in_dim: int, hidden: list[int], dropout: float) -> nn.Sequential:
+    """Linear -> ReLU -> Dropout blocks (no plain output layer); identity when `hidden` is empty."""
     layers: list[nn.Module] = []
     for h in hidden:
         layers += [nn.Linear(in_dim, h), nn.ReLU(), nn.Dropout(dropout)]
         in_dim = h
-    layers.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
+
+
+def mlp(in_dim: int, hidden: list[int], out_dim: int, dropout: float) -> nn.Sequential:
+    """relu_mlp blocks ending in a plain Linear to `out_dim`."""
+    last = hidden[-1] if hidden else in_dim
+    return nn.Sequential(*relu_mlp(in_dim, hidden, dropout), nn.Linear(last, out_dim))
+
+
+def small_init(module: nn.Module, std: float = 0.05) -> None:
+    """N(0, std) for every embedding of `module`, padding row zero (N(0,1) rows swamp concatenations)."""
+    for m in module.modules():
+        if isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=std)
+            if m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
 
 
 @dataclass(frozen=True)

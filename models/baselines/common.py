@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import PackedSeq
+from models.layers import PackedSeq, relu_mlp, small_init  # noqa: F401  (the baselines import these here)
 from models.spec import FeatureSpec
 
 
@@ -91,29 +91,10 @@ class BridgeConfig(BaselineConfig):
 STAGES: tuple[str, ...] = ("pretrain", "bridge", "serve")
 
 
-def small_init(module: nn.Module) -> None:
-    """N(0, 0.05) for every embedding (pad row zero): the scale DACDR uses, for a fair comparison."""
-    for m in module.modules():
-        if isinstance(m, nn.Embedding):
-            nn.init.normal_(m.weight, std=0.05)
-            if m.padding_idx is not None:
-                with torch.no_grad():
-                    m.weight[m.padding_idx].zero_()
-
-
 def embedding(cfg: BaselineConfig, rows: int, dim: int | None = None) -> nn.Embedding:
     """An id table; sparse gradients only for large tables (same rule as DACDR)."""
     sparse = cfg.sparse_embeddings and rows >= cfg.sparse_min_rows
     return nn.Embedding(rows, dim or cfg.embed_dim, padding_idx=0, sparse=sparse)
-
-
-def relu_mlp(in_dim: int, hidden: list[int], dropout: float) -> nn.Sequential:
-    """Linear -> ReLU -> Dropout blocks (no plain output layer); identity when `hidden` is empty."""
-    layers: list[nn.Module] = []
-    for h in hidden:
-        layers += [nn.Linear(in_dim, h), nn.ReLU(), nn.Dropout(dropout)]
-        in_dim = h
-    return nn.Sequential(*layers)
 
 
 class BaselineModel(nn.Module):

@@ -108,13 +108,15 @@ def test_coldstart_quick_on_amazon_files(tmp_path: Path) -> None:
     assert (res[["mae", "rmse"]] > 0).all().all() and (res["mae"] <= res["rmse"] + 1e-12).all()
     mean = res.groupby("model")["rmse"].mean()
     assert (mean < 1.6).all(), mean.to_dict()  # the ratings' spread is ~1.1: nobody is far off
-    # every model learned: below the item-mean (popularity) baseline's RMSE on cold-start users. Measured
-    # on these files (seeds 0-2, beta 0.2 / 0.5; docs/results.md): MF bridges 0.12-0.26 below it, SSCDR
-    # 0.01-0.06, DACDR 0.006-0.017 (it reads the source ratings only as value tokens in its sequences)
-    losers = {m: round(v, 4) for m, v in mean.items() if m != "popularity" and v >= mean["popularity"]}
-    assert not losers, f"not better than item mean ({mean['popularity']:.4f}): {losers}"
+    # the closed-form item mean (shrinkage picked on validation) is the floor. Measured on these files
+    # (seed 0, beta 0.2 / 0.5 / 0.8, --quick --epochs 10; docs/results.md): MF bridges 0.19-0.25 below
+    # it, `bias` 0.02 below (the user's source-rating offset), DACDR within +-0.01 of it (it learns its
+    # source items from target ratings only: the finding, not asserted away)
+    item_mean = mean["item_mean"]
     for m in ("cmf", "emcdr", "ptupcdr"):  # the MF bridges transfer clearly
-        assert mean[m] < mean["popularity"] - 0.05, mean.to_dict()
+        assert mean[m] < item_mean - 0.05, mean.to_dict()
+    assert mean["bias"] < item_mean, mean.to_dict()  # the source offset carries signal on these files
+    assert abs(mean["dacdr"] - item_mean) < 0.1, mean.to_dict()  # not broken
     for b in (0.2, 0.5):
         split = json.loads((out / "splits" / f"beta{b:g}_seed0.json").read_text())
         assert not set(split["test"]) & set(split["validation"])
