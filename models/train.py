@@ -382,6 +382,8 @@ class RunSummary:
         """Two lines: best epoch, metric and stop reason; where the run lies."""
         if self.best_epoch is None:
             head = f"no epoch trained ({self.stop})"
+            if self.stop.startswith("a closed-form fit"):  # counted, not trained: no last.pt to resume
+                return f"{head}\nrun: {self.run} ({BEST}, {METRICS})"
         else:
             head = (f"best epoch {self.best_epoch + 1} of {self.epochs_run} run: "
                     f"{self.metric} {self.value:.4f} on validation; stopped by {self.stop}")
@@ -395,7 +397,9 @@ def summarize_run(run: Path, epochs: int, patience: int) -> RunSummary:
     logged = [json.loads(line) for line in lines if line.strip()]
     rows = [r for r in logged if "best" in r]  # epoch rows (a closed-form baseline logs one other row)
     if not rows:
-        why = "a closed-form fit" if logged else f"the epoch cap: nothing left of {epochs} epochs"
+        chosen = logged[0].get("closed_form") if logged else None
+        why = (f"a closed-form fit, chosen on validation: {chosen}" if chosen is not None
+               else f"the epoch cap: nothing left of {epochs} epochs")
         return RunSummary(Path(run), 0, None, "", math.nan, why)
     metric = next(k for k in rows[0] if k.startswith("val_") and k != "val_per_domain")
     best = max((r for r in rows if r["best"]), key=lambda r: r["epoch"], default=rows[0])
