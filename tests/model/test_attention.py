@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -151,28 +152,18 @@ def _auc_with(model: DACDR, test: dict[str, torch.Tensor], step: str, on: bool) 
     return auc(test["label"].numpy(), pred)
 
 
-def test_domain_attention_concentrates_and_matters() -> None:
-    """DA learns to pick the domain's planted element: entropy well below uniform, and the AUC drops
-    when its weights are replaced by uniform ones at inference."""
-    model, test = _train(by_item=False, da=True, ia=False)
+@pytest.mark.parametrize(("by_item", "step", "alpha"), [(False, "use_da", "alpha_d_side"),
+                                                      (True, "use_ia", "alpha_i_side")], ids=["DA", "IA"])
+def test_attention_concentrates_and_matters(by_item: bool, step: str, alpha: str) -> None:
+    """DA learns to pick the domain's planted element, IA the one matching the target item's category:
+    entropy well below uniform, and the AUC drops when the weights are made uniform at inference."""
+    model, test = _train(by_item=by_item, da=step == "use_da", ia=step == "use_ia")
     with torch.no_grad():
         enc = model.encode(test)
     mask = test["seq_item"][:, 0] != 0
-    ent = _norm_entropy(enc["alpha_d_side"][:, 0], mask)
-    assert ent < 0.75, f"domain attention stayed near uniform: entropy/log(n) = {ent:.3f}"
-    on, off = _auc_with(model, test, "use_da", True), _auc_with(model, test, "use_da", False)
-    assert on > 0.70 and on - off > 0.05, (on, off)
-
-
-def test_item_attention_concentrates_and_matters() -> None:
-    """IA learns to pick the element matching the target item's category."""
-    model, test = _train(by_item=True, da=False, ia=True)
-    with torch.no_grad():
-        enc = model.encode(test)
-    mask = test["seq_item"][:, 0] != 0
-    ent = _norm_entropy(enc["alpha_i_side"][:, 0], mask)
-    assert ent < 0.75, f"item attention stayed near uniform: entropy/log(n) = {ent:.3f}"
-    on, off = _auc_with(model, test, "use_ia", True), _auc_with(model, test, "use_ia", False)
+    ent = _norm_entropy(enc[alpha][:, 0], mask)
+    assert ent < 0.75, f"{step} attention stayed near uniform: entropy/log(n) = {ent:.3f}"
+    on, off = _auc_with(model, test, step, True), _auc_with(model, test, step, False)
     assert on > 0.70 and on - off > 0.05, (on, off)
 
 
