@@ -39,7 +39,7 @@ def main() -> None:
     """Run both arms per seed and print the comparison."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", type=Path, required=True, help="Trained base DACDR run dir.")
-    ap.add_argument("--data", type=Path, required=True, help="Onboarding dataset dir (build-dataset --base-logs).")
+    ap.add_argument("--data", type=Path, required=True, help="Onboarding dataset dir.")
     ap.add_argument("--domain", required=True, help="The new target domain.")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=8)

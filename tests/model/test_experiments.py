@@ -182,11 +182,17 @@ def test_whole_zoo_runs_on_a_poor_source_zone(kind: str, tiny_logs: Path, tmp_pa
     ],
 )
 def test_invalid_arguments_fail_before_any_training(cmd: list[str], message: str, tmp_path: Path) -> None:
-    """One line on stderr, exit 2, nothing written: the checks run before reading or training anything."""
+    """One line on stderr, exit 2, nothing written: the checks run before reading or training anything.
+
+    The inputs exist (the CLI checks paths first) but are empty: reading them would fail differently.
+    """
     from dacdr.cli import app
 
-    inputs = (["--source", "missing_a.csv", "--target", "missing_b.csv"] if cmd[0] == "coldstart"
-              else ["--logs", str(tmp_path / "missing")])
+    (tmp_path / "a.csv").touch()
+    (tmp_path / "b.csv").touch()
+    (tmp_path / "logs").mkdir()
+    a, b = str(tmp_path / "a.csv"), str(tmp_path / "b.csv")
+    inputs = ["--source", a, "--target", b] if cmd[0] == "coldstart" else ["--logs", str(tmp_path / "logs")]
     out = tmp_path / "out"
     res = CliRunner().invoke(app, ["experiment", *cmd[:1], *inputs, "--out", str(out), *cmd[1:]])
     assert res.exit_code == 2, res.output
