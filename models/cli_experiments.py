@@ -14,12 +14,14 @@ app.add_typer(experiment, name="experiment")
 EPOCHS_HELP = "Epochs per model (default 10; --quick: 3)."
 QUICK_HELP = "CI-sized budget: 3 epochs of <= 400 batches of 512, no grid search."
 MAX_BATCHES_HELP = "Cap on batches per epoch for every model (default: none; --quick: 400)."
+PATIENCE_HELP = "Epochs without validation gain before a fit stops (default 2; --quick: 1)."
 STEPS_HELP = ("Optimiser steps per fit; epochs are derived from each fit's rows (overrides --epochs), so "
               "small training sets are not starved.")
 
 
 def budget(quick: bool, device: str, epochs: int | None, batch_size: int | None, max_batches: int | None,
-           lr: float | None, tune: bool | None, steps: int | None = None):  # -> ExperimentConfig
+           lr: float | None, tune: bool | None, steps: int | None = None,
+           patience: int | None = None):  # -> ExperimentConfig
     """The shared budget: --quick or the full default, with any explicitly given field overriding it."""
     from dataclasses import replace
 
@@ -27,7 +29,7 @@ def budget(quick: bool, device: str, epochs: int | None, batch_size: int | None,
 
     cfg = quick_config(device) if quick else ExperimentConfig(device=device)
     given = {"epochs": epochs, "batch_size": batch_size, "max_batches_per_epoch": max_batches, "lr": lr,
-             "tune": tune, "max_steps": steps}
+             "tune": tune, "max_steps": steps, "patience": patience}
     return replace(cfg, **{k: v for k, v in given.items() if v is not None})
 
 
@@ -45,6 +47,7 @@ def multidomain_cmd(
     max_batches: int | None = typer.Option(None, "--max-batches-per-epoch", help=MAX_BATCHES_HELP),
     lr: float | None = typer.Option(None, "--lr", help="Learning rate of every model."),
     tune: bool | None = typer.Option(None, "--tune/--no-tune", help="Grid search on validation."),
+    patience: int | None = typer.Option(None, "--patience", help=PATIENCE_HELP),
 ) -> None:
     """Train every baseline, DACDR and its ablations on every target domain; report test AUC."""
     from dacdr.errors import existing_dir, output_dir
@@ -53,7 +56,7 @@ def multidomain_cmd(
 
     existing_dir(logs, "--logs")
     output_dir(out, "--out")
-    cfg = budget(quick, device, epochs, batch_size, max_batches, lr, tune, steps)
+    cfg = budget(quick, device, epochs, batch_size, max_batches, lr, tune, steps, patience)
     try:
         res = multidomain(logs, out, seeds=seeds, quick=quick, models=model or None, cfg=cfg)
     except (ContractError, ValueError, FileNotFoundError) as exc:
@@ -84,6 +87,7 @@ def coldstart_cmd(
     max_batches: int | None = typer.Option(None, "--max-batches-per-epoch", help=MAX_BATCHES_HELP),
     lr: float | None = typer.Option(None, "--lr", help="Learning rate of every model."),
     tune: bool | None = typer.Option(None, "--tune/--no-tune", help="Grid search on validation."),
+    patience: int | None = typer.Option(None, "--patience", help=PATIENCE_HELP),
 ) -> None:
     """Cold-start rating transfer: CMF, EMCDR, SSCDR, PTUPCDR, DACDR and the rating baselines."""
     from dacdr.errors import existing_file, output_dir
@@ -102,7 +106,7 @@ def coldstart_cmd(
         except ValueError as exc:
             typer.echo(f"error: unexpected argument {extra!r} (only --beta takes several values)", err=True)
             raise typer.Exit(code=2) from exc
-    cfg = budget(quick, device, epochs, batch_size, max_batches, lr, tune, steps)
+    cfg = budget(quick, device, epochs, batch_size, max_batches, lr, tune, steps, patience)
     try:
         res = coldstart(source, target, out, betas, seeds=seeds, quick=quick, models=model or None, cfg=cfg,
                         fmt=fmt)

@@ -51,7 +51,12 @@ class DACDRConfig:
     use_item_attention: bool = True
     attn_temperature: float = 5.0  # initial tau of the cosine attention scores (learned)
     per_domain: bool = True  # per-domain transfer score t_u^T M_d t_v and per-domain bias
+    shared_transfer: bool = True  # one M_d for all behaviour types, t_u = sum_b s_b t_u,b (s_b learned)
     item_bias: bool = True  # a scalar bias per target item (its popularity), beside e_v
+    # behaviour sequence elements carry their value, [item, value]: a rating history says what the user
+    # thought of each item. from_spec turns it on when the spec has `rate` behaviours (docs/model.md)
+    value_in_seq: bool = False
+    item_ids: bool = True  # item-id embeddings in e_v and X (False: side info only; ids keep their bias)
     norm_user: bool = True  # LayerNorm on each behaviour's attention output before g and h
     sparse_embeddings: bool = True  # nn.Embedding(sparse=True) for large id tables (SparseAdam)
     sparse_min_rows: int = 4096  # tables smaller than this stay dense: a dense grad is cheaper there
@@ -66,6 +71,7 @@ class DACDRConfig:
             n_shops=sizes["shop"], n_values=sizes["value"], n_domains=sizes["domain"],
             feature_sizes=[len(spec.feature_vocabs[f]) for f in spec.domain_features],
             n_behaviors=len(spec.behaviors), max_len=spec.max_len,
+            value_in_seq="rate" in spec.behaviors,
         )
         return cls(**{**asdict(base), **overrides})
 
@@ -102,11 +108,12 @@ class DACDR(nn.Module):
         d_dim = k * (1 + len(cfg.feature_sizes))
         v_dim = 4 * k  # e_v = [item_tgt, category, brand, shop]
         # behaviour-type embeddings added to every sequence element (multi-behaviour modelling)
-        self.behavior_seq = nn.Embedding(nb, k)
+        seq_dims = [k, k] if cfg.value_in_seq else [k]
+        self.behavior_seq = nn.Embedding(nb, sum(seq_dims))
         self.behavior_side = nn.Embedding(nb, 4 * k)
         da, ia = cfg.use_domain_attention, cfg.use_item_attention
         tau = cfg.attn_temperature
-        self.attn_seq = DomainAwareCrossAttention([k], d_dim, v_dim, a, da, ia, tau)
+        self.attn_seq = DomainAwareCrossAttention(seq_dims, d_dim, v_dim, a, da, ia, tau)
         self.attn_side = DomainAwareCrossAttention([k, k, k, k], d_dim, v_dim, a, da, ia, tau)
         # g: domain encoder (eq. 6); h: prediction head (eq. 7)
         self.encoder = mlp(2 * nb * a + d_dim, cfg.encoder_hidden, k, cfg.dropout)
@@ -117,9 +124,14 @@ class DACDR(nn.Module):
         if cfg.per_domain:
             # per-domain transfer: an MLP only approximates products of the user and item vectors, and
             # each domain maps source interests onto its own items differently (docs/model.md)
-            # M_{d,b}: one k x k matrix per domain and behaviour (a click says more than a browse)
-            self.domain_bilinear = nn.Embedding(cfg.n_domains, nb * k * k)
+            # shared_transfer: one k x k M_d per domain applied to t_u = sum_b s_b t_u,b (one interest,
+            # seen through every behaviour type; s_b learned: a click says more than a browse). Else one
+            # M_{d,b} per behaviour: NB times the parameters, same clicks to fit them (docs/model.md)
+            n_maps = 1 if cfg.shared_transfer else nb
+            self.domain_bilinear = nn.Embedding(cfg.n_domains, n_maps * k * k)
             self.domain_bias = nn.Embedding(cfg.n_domains, 1)
+            if cfg.shared_transfer:
+                self.behavior_weight = nn.Parameter(torch.full((nb,), 1.0 / nb))
         if cfg.item_bias:
             self.item_bias = nn.Embedding(cfg.n_items, 1, padding_idx=0, sparse=sparse(cfg.n_items))
         self.reset_parameters()
@@ -130,11 +142,18 @@ class DACDR(nn.Module):
         with torch.no_grad():
             if self.cfg.per_domain:
                 k, nb = self.cfg.embed_dim, self.cfg.n_behaviors
-                eye = (torch.eye(k) / nb).reshape(1, -1).repeat(1, nb)  # sum over b of I/NB: the mean
+                n_maps = 1 if self.cfg.shared_transfer else nb
+                eye = (torch.eye(k) / n_maps).reshape(1, -1).repeat(1, n_maps)  # sum of I/NB: the mean
                 self.domain_bilinear.weight.copy_(eye.expand_as(self.domain_bilinear.weight))
                 self.domain_bias.weight.zero_()
             if self.cfg.item_bias:
                 self.item_bias.weight.zero_()
+
+    def _item(self, table: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+        """Item-id embeddings (..., k), or zeros when the config leaves item ids out."""
+        if self.cfg.item_ids:
+            return table(ids)
+        return table.weight.new_zeros((*ids.shape, table.embedding_dim))
 
     def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Every intermediate of the forward pass (tests and analysis read the attention weights)."""
@@ -146,13 +165,15 @@ class DACDR(nn.Module):
         )
         # e_v (B, 4k): target item with its side info
         e_v = torch.cat(
-            [self.item_tgt(batch["item"]), self.category(batch["category"]),
+            [self._item(self.item_tgt, batch["item"]), self.category(batch["category"]),
              self.brand(batch["brand"]), self.shop(batch["shop"])],
             dim=-1,
         )
         packed = PackedSeq.from_mask(batch["seq_item"] != 0)  # the N real positions of (B,NB,L)
         # sequence elements, real positions only (sparse: most of the B*NB*L slots are padding)
-        seq_parts = [self.item_src(packed.gather(batch["seq_item"]))]  # [(N,k)]
+        seq_parts = [self._item(self.item_src, packed.gather(batch["seq_item"]))]  # [(N,k)]
+        if self.cfg.value_in_seq:
+            seq_parts.append(self.value(packed.gather(batch["seq_value"])))
         side_parts = [self.category(packed.gather(batch["seq_category"])),
                       self.brand(packed.gather(batch["seq_brand"])),
                       self.shop(packed.gather(batch["seq_shop"])),
@@ -174,8 +195,13 @@ class DACDR(nn.Module):
             k, nb = self.cfg.embed_dim, self.cfg.n_behaviors
             t_u = pooled_side[..., :k]  # (B,NB,k): attention-pooled E_cat of the source elements
             t_v = e_v[:, k:2 * k]  # (B,k): E_cat of the target item
-            m_d = self.domain_bilinear(batch["domain"]).view(-1, nb, k, k)  # (B,NB,k,k)
-            out = out + torch.einsum("bni,bnij,bj->b", t_u, m_d, t_v)  # (B,) sum_b t_u,b^T M_d,b t_v
+            if self.cfg.shared_transfer:
+                m_d = self.domain_bilinear(batch["domain"]).view(-1, k, k)  # (B,k,k)
+                t_sum = torch.einsum("n,bnk->bk", self.behavior_weight, t_u)  # (B,k) sum_b s_b t_u,b
+                out = out + torch.einsum("bi,bij,bj->b", t_sum, m_d, t_v)
+            else:
+                m_d = self.domain_bilinear(batch["domain"]).view(-1, nb, k, k)  # (B,NB,k,k)
+                out = out + torch.einsum("bni,bnij,bj->b", t_u, m_d, t_v)  # (B,) sum_b t_u,b^T M_d,b t_v
             out = out + self.domain_bias(batch["domain"]).squeeze(-1)
         if self.cfg.item_bias:
             out = out + self.item_bias(batch["item"]).squeeze(-1)

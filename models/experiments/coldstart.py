@@ -15,9 +15,11 @@ import pyarrow as pa
 from features import contract as C
 from models.experiments.common import (
     COLDSTART_MODELS,
+    COLDSTART_TRAIN_ROWS,
     JOINT,
+    JOINT_HISTORY,
     RESULT_COLUMNS_RATING,
-    TRAIN_ROWS,
+    TARGET,
     ExperimentConfig,
     Progress,
     Tensors,
@@ -98,6 +100,9 @@ def coldstart(
     arrow = pa.Table.from_pandas(table, schema=training_schema(table), preserve_index=False)
     arrow = arrow.replace_schema_metadata(None)
     src = source_rows(logs, arrow)
+    # only built when a model trains on it (it needs the source snapshots)
+    want_history = any(COLDSTART_TRAIN_ROWS[n] == JOINT_HISTORY for n in names)
+    src_history = source_rows(logs, arrow, sequences=True) if want_history else None
     doms = read_domains(logs).to_pandas()
     manifest = {
         "max_len": DEFAULT_MAX_LEN,
@@ -141,11 +146,14 @@ def coldstart(
                 summary.source_domain,
             )
             signals = zone_signals(spec, data.target, data.joint, summary.source_domain)
+            rows_t = {TARGET: data.target, JOINT: data.joint}
+            if src_history is not None:
+                rows_t[JOINT_HISTORY] = spec.tensorize(pa.concat_tables([tr, src_history]))
             te = arrow.filter(pa.array(is_test))
             test_t = spec.tensorize(te)
             labels = te.column(C.LABEL).to_numpy().astype(np.float64)
             for name in names:
-                train_t = data.joint if TRAIN_ROWS[name] == JOINT else data.target
+                train_t = rows_t[COLDSTART_TRAIN_ROWS[name]]
                 key = f"{name}/beta{beta:g}"
                 model, pt = tune_and_train(
                     name,

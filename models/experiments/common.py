@@ -60,6 +60,13 @@ TRAIN_ROWS: dict[str, str] = {
     "ple": JOINT,
     "star": JOINT,
 }
+# cold-start ratings: DACDR also learns from source rows that carry the user's own earlier source history
+# (JOINT_HISTORY), the source-domain training signal its sequence tables otherwise lack: the overlapping
+# training users alone are too few to learn a source-rating -> target-rating map (docs/model.md). The
+# other models keep the empty-history source rows they were measured with. CTR keeps target rows for
+# DACDR: there source rows with histories did not help at the shared budget (docs/results.md)
+JOINT_HISTORY = "joint_history"
+COLDSTART_TRAIN_ROWS: dict[str, str] = {**TRAIN_ROWS, "dacdr": JOINT_HISTORY}
 RESULT_COLUMNS_CTR: tuple[str, ...] = (
     "model",
     "domain",
@@ -90,10 +97,12 @@ def default_grids() -> dict[str, list[dict]]:
         "mmoe": [{"n_experts": 4}, {"n_experts": 8}],
         "ple": [{"n_levels": 2}, {"n_levels": 1}],
         "star": [{"dropout": 0.0}, {"dropout": 0.2}],
-        "dacdr": [{"dropout": 0.0}, {"dropout": 0.2}],
-        "dacdr_no_da": [{"dropout": 0.0}, {"dropout": 0.2}],
-        "dacdr_no_ia": [{"dropout": 0.0}, {"dropout": 0.2}],
-        "dacdr_no_both": [{"dropout": 0.0}, {"dropout": 0.2}],
+        # item-id embeddings or side info only: ids memorise where the signal lives in categories
+        # (the simulator), and carry collaborative signal where it lives in items (docs/model.md)
+        "dacdr": [{}, {"item_ids": False}],
+        "dacdr_no_da": [{}, {"item_ids": False}],
+        "dacdr_no_ia": [{}, {"item_ids": False}],
+        "dacdr_no_both": [{}, {"item_ids": False}],
     }
 
 

@@ -27,14 +27,18 @@ def source_domain_of(logs: Path) -> tuple[str, str]:
 
 
 
-def source_rows(logs: Path, like: pa.Table, before_us: int | None = None) -> pa.Table:
+def source_rows(
+    logs: Path, like: pa.Table, before_us: int | None = None, sequences: bool = False
+) -> pa.Table:
     """The source domain's interactions as training-table rows (schema of `like`), for the models that
-    learn from source examples (CMF, EMCDR, SSCDR, PTUPCDR, DNN-multi and the multi-domain models).
+    learn from source examples (CMF, EMCDR, SSCDR, PTUPCDR, DNN-multi, DACDR and the multi-domain models).
 
     ctr source: every browse is an example, label 1 when the user clicked the same item that day (the
     simulator's browse -> click funnel). rating source: every `rate` behaviour, label = its value.
-    Sequences are empty (these rows carry no history); `before_us` keeps only earlier events. A source
-    without such behaviours gives zero rows (logged), not an error.
+    `sequences=False`: the rows carry empty histories. `sequences=True`: each row carries the user's
+    own earlier source history, from the same daily snapshots as target rows (as of the row's time: the
+    row's own day is never in it). `before_us` keeps only earlier events. A source without such
+    behaviours gives zero rows (logged), not an error.
     """
     from features import io
     from models.dataset import read_domains
@@ -92,7 +96,16 @@ def source_rows(logs: Path, like: pa.Table, before_us: int | None = None) -> pa.
             cols[c] = pa.array(np.full(n, str(src[feat].iloc[0]), dtype=object), pa.string())
         else:
             raise ValueError(f"source_rows: no rule for training-table column {c!r}")
-    return pa.table(cols, schema=like.schema)
+    table = pa.table(cols, schema=like.schema)
+    if sequences and n:
+        from features.sequences import attach_sequences, sequence_columns, sequence_snapshots
+
+        snaps = sequence_snapshots(beh, items, io.read_table(logs, C.DOMAINS))
+        seq = [c for c in like.column_names if c.startswith("seq_")]
+        if sorted(seq) != sorted(sequence_columns()):
+            raise ValueError(f"source_rows: training table sequence columns {seq} differ from the builder's")
+        table = attach_sequences(table.drop_columns(seq), snaps).select(like.column_names).cast(like.schema)
+    return table
 
 
 def zone_signals(spec, target_t: dict, joint_t: dict, source_domain: str) -> dict:

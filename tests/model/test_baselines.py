@@ -189,3 +189,31 @@ def test_source_rows_label_browses_clicked_the_same_day(tiny_logs: Path, tiny_da
     assert 0.05 < df[C.LABEL].mean() < 0.9
     assert all(pc.list_value_length(rows[C.seq_col(b, C.ITEM_ID)]).to_numpy().max() == 0
                for b in C.BEHAVIOR_TYPES)
+
+
+def test_source_rows_with_sequences_see_only_earlier_days(tiny_logs: Path, tiny_dataset: Path) -> None:
+    """sequences=True: each source row carries exactly the user's last max_len source behaviours of each
+    type from days before the row's own (brute force over sampled rows): its own day never leaks in."""
+    from features import io
+    from features.sequences import DEFAULT_MAX_LEN
+    from models.experiments import source_rows
+    from models.train import read_split
+
+    like = read_split(tiny_dataset, "validation")
+    rows = source_rows(tiny_logs, like, sequences=True)
+    plain = source_rows(tiny_logs, like)
+    assert rows.schema == like.schema and rows.num_rows == plain.num_rows
+    assert rows.select([C.USER_ID, C.ITEM_ID, C.LABEL]).equals(plain.select([C.USER_ID, C.ITEM_ID, C.LABEL]))
+    beh = io.read_table(tiny_logs, C.BEHAVIORS).to_pandas()
+    beh["day"] = beh[C.EVENT_TIME].dt.normalize()
+    df = rows.to_pandas().sample(300, random_state=0)
+    lengths = []
+    for _, r in df.iterrows():
+        day = r[C.EVENT_TIME].normalize()
+        for b in ("browse", "click"):
+            seen = beh[(beh[C.USER_ID] == r[C.USER_ID]) & (beh[C.BEHAVIOR] == b) & (beh["day"] < day)]
+            got = list(r[C.seq_col(b, C.ITEM_ID)])
+            assert len(got) == min(len(seen), DEFAULT_MAX_LEN), (r[C.USER_ID], b, day)
+            assert set(got) <= set(seen[C.ITEM_ID]), (r[C.USER_ID], b, day)
+            lengths.append(len(got))
+    assert max(lengths) > 0 and min(lengths) == 0  # histories exist, and the first day's are empty

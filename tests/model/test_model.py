@@ -87,9 +87,17 @@ def test_item_attention_uses_target_item_only_when_on(spec_batch) -> None:
             torch.testing.assert_close(enc_a["alpha_i_seq"], uniform)
 
 
+def build_dacdr(spec: FeatureSpec, seed: int = 0, **overrides) -> torch.nn.Module:
+    """A seeded DACDR with config overrides."""
+    from models.dacdr import DACDR, DACDRConfig
+
+    torch.manual_seed(seed)
+    return DACDR(DACDRConfig.from_spec(spec, overrides))
+
+
 def test_behaviour_values_reach_every_sequence_model(spec_batch) -> None:
-    """seq_value (stars, price tokens) is read: DACDR's side branch and every pooling baseline move with it,
-    while the item branch of DACDR does not (the value is side info of the element, not of the item)."""
+    """seq_value (stars, price tokens) is read: DACDR's side branch and every pooling baseline move with it;
+    DACDR's item branch moves only with value_in_seq (elements [item, value]), off for click logs."""
     spec, batch = spec_batch
     assert batch["seq_value"].shape == batch["seq_item"].shape
     real = batch["seq_item"] != 0
@@ -97,10 +105,11 @@ def test_behaviour_values_reach_every_sequence_model(spec_batch) -> None:
     shifted = torch.where(real, 2 + (batch["seq_value"] - 1) % (len(spec.values) - 2), 0).to(torch.int32)
     other = dict(batch, seq_value=shifted)
     assert not torch.equal(other["seq_value"], batch["seq_value"])
-    model = build("dacdr", spec)
-    enc_a, enc_b = model.encode(batch), model.encode(other)
-    assert not torch.allclose(enc_a["e_side"], enc_b["e_side"])
-    torch.testing.assert_close(enc_a["e_seq"], enc_b["e_seq"])
+    for value_in_seq in (False, True):
+        model = build_dacdr(spec, value_in_seq=value_in_seq)
+        enc_a, enc_b = model.encode(batch), model.encode(other)
+        assert not torch.allclose(enc_a["e_side"], enc_b["e_side"])
+        assert torch.allclose(enc_a["e_seq"], enc_b["e_seq"]) != value_in_seq
     for name in ("dnn_multi", "shared_bottom", "mmoe"):
         m = build(name, spec).eval()
         assert not torch.allclose(m(batch), m(other)), name
@@ -137,3 +146,48 @@ def test_loss_falls(spec_batch) -> None:
             o.step()
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_value_in_seq_is_on_exactly_for_rating_behaviours() -> None:
+    """from_spec puts values into the item stream when the spec has `rate` behaviours, not for clicks."""
+    from models.dacdr import DACDRConfig
+
+    tbl = synth_table(64, seed=1, max_len=8)
+    rate_col = C.seq_col("rate", C.ITEM_ID)
+    for behaviors, expect in ((["browse", "click"], False), (["browse", "rate"], True)):
+        spec = FeatureSpec.fit(tbl, dict(MANIFEST, behavior_types=behaviors))
+        assert ("rate" in spec.behaviors) == expect, (spec.behaviors, rate_col)
+        assert DACDRConfig.from_spec(spec, {}).value_in_seq == expect
+        assert DACDRConfig.from_spec(spec, {"value_in_seq": False}).value_in_seq is False
+
+
+def test_shared_transfer_starts_as_the_mean_of_per_behaviour_maps(spec_batch) -> None:
+    """sum_b s_b t_u,b^T M_d t_v (one map, s_b = 1/NB, M_d = I) equals sum_b t_u,b^T (I/NB) t_v (a map per
+    behaviour) at initialisation, with 1/NB of the parameters; training then moves them apart."""
+    spec, batch = spec_batch
+    shared, per_b = build_dacdr(spec, shared_transfer=True), build_dacdr(spec, shared_transfer=False)
+    k, nb = shared.cfg.embed_dim, shared.cfg.n_behaviors
+    assert shared.domain_bilinear.weight.shape[1] == k * k
+    assert per_b.domain_bilinear.weight.shape[1] == nb * k * k
+    own = {"domain_bilinear.weight", "behavior_weight"}  # every other weight: copied over
+    rest = {n: w for n, w in per_b.state_dict().items() if n not in own}
+    assert set(shared.load_state_dict(rest, strict=False).missing_keys) == own
+    shared.eval(), per_b.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(shared(batch), per_b(batch))
+        shared.behavior_weight[0] += 1.0  # the behaviour weights are in the path
+        assert not torch.allclose(shared(batch), per_b(batch))
+
+
+def test_item_ids_off_reads_side_info_only(spec_batch) -> None:
+    """item_ids=False: swapping item ids (target and sequence) with side info kept moves only the item bias,
+    so with item_bias off the output is unchanged; with ids on it moves."""
+    spec, batch = spec_batch
+    rolled = torch.roll(batch["seq_item"], 1, dims=0).clamp(min=1)  # other ids at the same real positions
+    other = dict(batch, item=torch.roll(batch["item"], 1),
+                 seq_item=torch.where(batch["seq_item"] != 0, rolled, batch["seq_item"]))
+    for item_ids in (True, False):
+        model = build_dacdr(spec, item_ids=item_ids, item_bias=False).eval()
+        with torch.no_grad():
+            same = torch.allclose(model(batch), model(other))
+        assert same == (not item_ids), item_ids
