@@ -6,8 +6,6 @@ the overlapping users' factors (mapping-oriented); 3) a cold user's target facto
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
@@ -27,24 +25,3 @@ class EMCDR(TwoDomainMF):
     def bridged_user(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """f(U_s[u])."""
         return self.mapping(self.user_src(batch["user"]))
-
-
-def emcdr_bridge(run):  # run: models.baselines.stages.BridgeRun
-    """Stage 2: fit the mapping on the overlapping users' (source, target) factors."""
-    from models.baselines.stages import fit_mapping, mapping_budget
-
-    model = run.model
-    both = torch.nonzero(model.has_target & run.has_source).squeeze(1)
-    with torch.no_grad():
-        src, tgt = model.user_src.weight[both].detach().clone(), model.user_tgt.weight[both].detach().clone()
-    loss = fit_mapping(model.mapping, src, tgt, mapping_budget(run.tcfg))
-    return model, loss
-
-
-def train_emcdr(spec, train_t, val_t, out: Path, source_domain: str, overrides: dict, tcfg, meta: dict):
-    """All EMCDR stages; returns the StageResult of the saved (serve-stage) model."""
-    from models.baselines.stages import train_bridge
-
-    return train_bridge(
-        "emcdr", spec, train_t, val_t, out, source_domain, overrides, tcfg, meta, emcdr_bridge
-    )

@@ -7,8 +7,6 @@ are trained, task-oriented, on the overlapping users' target rows (the MF tables
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
@@ -36,35 +34,3 @@ class PTUPCDR(TwoDomainMF):
         k = self.cfg.embed_dim
         w = self.meta_net(p).view(-1, k, k)
         return torch.bmm(self.user_src(batch["user"]).unsqueeze(1), w).squeeze(1)
-
-
-def ptupcdr_bridge(run):  # run: models.baselines.stages.BridgeRun
-    """Stage 2: train the encoder and meta network on target rows of users with source data."""
-    from models.baselines.stages import freeze_all_but, run_fit, subset
-
-    model = run.model
-    freeze_all_but(model, BRIDGE_PARAMS)
-    t = run.train_t
-    rows = (t["domain"] != model.cfg.source_domain) & run.has_source[t["user"]]
-    if not rows.any():
-        raise ValueError("PTUPCDR: no target training rows of users that have source data")
-    res = run_fit(
-        model,
-        run.name,
-        run.spec,
-        subset(t, rows),
-        run.val_t,
-        run.out / "bridge",
-        run.tcfg,
-        {**run.meta, "stage": "bridge"},
-    )
-    return res.model, res.val_value
-
-
-def train_ptupcdr(spec, train_t, val_t, out: Path, source_domain: str, overrides: dict, tcfg, meta: dict):
-    """All PTUPCDR stages; returns the StageResult of the saved (serve-stage) model."""
-    from models.baselines.stages import train_bridge
-
-    return train_bridge(
-        "ptupcdr", spec, train_t, val_t, out, source_domain, overrides, tcfg, meta, ptupcdr_bridge
-    )

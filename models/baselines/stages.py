@@ -1,6 +1,6 @@
 """Stage helpers of the multi-stage baselines: one stage through the shared trainer, freezing, the
-mapping regression of EMCDR / SSCDR. Imported by the stage drivers only (models.zoo imports the model
-files, and this module imports models.train, which imports the zoo)."""
+mapping regression of EMCDR / SSCDR. Imported by the stage drivers only (models.baselines.bridges), never
+by a model file: the zoo imports the model files, and this module imports models.train and the zoo."""
 
 from __future__ import annotations
 

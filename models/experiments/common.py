@@ -225,9 +225,7 @@ def custom_drivers() -> dict[str, Callable]:
     Signature: driver(spec, train_t, val_t, out, source_domain, overrides, tcfg, meta) -> result with
     .model and .val_value.
     """
-    from models.baselines.emcdr import train_emcdr
-    from models.baselines.ptupcdr import train_ptupcdr
-    from models.baselines.sscdr import train_sscdr
+    from models.baselines.bridges import train_emcdr, train_ptupcdr, train_sscdr
     from models.baselines.stages import train_closed_form
 
     return {"emcdr": train_emcdr, "sscdr": train_sscdr, "ptupcdr": train_ptupcdr,
