@@ -36,9 +36,9 @@ def main() -> None:
 
     from features import contract as C
     from features import io
+    from features.dataset import build_dataset, build_training_table
     from features.sequences import sequence_snapshots
     from features.simulator import simulate
-    from models.dataset import build_dataset, build_training_table
 
     logs = args.workdir / f"{args.preset}-{args.seed}" / "logs"
     if not (logs / C.IMPRESSIONS).is_dir():

@@ -58,7 +58,7 @@ def main() -> None:
     from models.finetune import finetune
     from models.metrics import auc
     from models.predict import predict
-    from models.train import train
+    from models.run import train
 
     test = pq.read_table(args.data / "test.parquet")
     labels = test.column("label").to_numpy()

@@ -59,9 +59,9 @@ def free_port() -> int:
 def prepare(workdir: Path, preset: str, seed: int, epochs: int, domain: str | None) -> dict[str, str]:
     """Simulate, build the dataset, train, build the Feast store and package (each step once)."""
     from features import store as fs
+    from features.dataset import build_dataset
     from features.simulator import simulate
-    from models.dataset import build_dataset
-    from models.train import train
+    from models.run import train
 
     logs, data, run, feast = workdir / "logs", workdir / "dataset", workdir / "run", workdir / "feast"
     if not (logs / "impressions").is_dir():

@@ -176,7 +176,7 @@ def list_days(root: Path | str, table: str = IMPRESSIONS) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------
 # The training table (one row per target-domain impression) and the sequence-snapshot features.
-# Built by models.dataset directly from logs, and by features.store through Feast: same names.
+# Built by features.dataset directly from logs, and by features.store through Feast: same names.
 # ---------------------------------------------------------------------------------------------
 
 IS_COLD = "is_cold"  # user had no target-domain impression in this domain before the training window's end

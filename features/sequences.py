@@ -1,6 +1,6 @@
 """Per-user source-domain behaviour sequences as daily snapshots, and joining them onto rows.
 
-One implementation shared by the training-table builder (models.dataset) and the Feast feature
+One implementation shared by the training-table builder (features.dataset) and the Feast feature
 store (features.store), so the two cannot drift apart.
 
 Conventions (a contract; other stages rely on them):

@@ -672,7 +672,7 @@ def _utc_series(col: pd.Series) -> pd.Series:
 
 
 # ---------------------------------------------------------------------------------------------
-# the training table through Feast (same columns, order and dtypes as models.dataset)
+# the training table through Feast (same columns, order and dtypes as features.dataset)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -691,7 +691,7 @@ def historical_training_table(
     base_logs: Path | str | None = None,
     train_end: str | None = None,
 ) -> pd.DataFrame:
-    """models.dataset.build_training_table's table, with every feature read through Feast.
+    """features.dataset.build_training_table's table, with every feature read through Feast.
 
     The impression rows and is_cold come from `logs` exactly as the direct builder makes them;
     item side info, d_<feature> domain features and the seq_* columns come from one point-in-time
@@ -724,7 +724,7 @@ def _training_rows(
     logs: Path, base_logs: Path | None, train_end: str | None
 ) -> tuple[pd.DataFrame, list[str]]:
     """Target-domain impression rows with is_cold (the direct builder's selection) and domain features."""
-    from models.dataset import target_impressions
+    from features.dataset import target_impressions
 
     imps, domains = target_impressions(logs, base_logs, train_end)
     return imps.to_pandas(), C.domain_feature_columns(domains.column_names)
@@ -738,8 +738,8 @@ def write_training_dataset(
     val_days: int = 1,
     base_logs: Path | str | None = None,
 ) -> Path:
-    """models.dataset.build_dataset's output (splits + manifest.json), with the table built through Feast."""
-    from models.dataset import read_domains, training_window_end, write_dataset
+    """features.dataset.build_dataset's output (splits + manifest.json), the table built through Feast."""
+    from features.dataset import read_domains, training_window_end, write_dataset
 
     logs = Path(logs)
     base = None if base_logs is None else Path(base_logs)

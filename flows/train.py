@@ -21,7 +21,7 @@ from dacdr.threads import configure as configure_threads
 from flows.common import GPU_DEPLOYMENT_ENV, Layout, retry_transient
 
 GPU_STEP_FLOW = "train-step"
-# models.train.train's / models.finetune.finetune's defaults, spelled here so importing flows stays light
+# models.run.train's / models.finetune.finetune's defaults, spelled here so importing flows stays light
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH = 1024
 DEFAULT_FINETUNE_BATCH = 256
@@ -43,7 +43,7 @@ def train_base_task(
 ) -> str:
     """Train the base DACDR over every target domain (replaces the previous base run)."""
     from features.io import atomic_dir
-    from models.train import train
+    from models.run import train
 
     layout = Layout.of(workdir)
     with atomic_dir(layout.base_run) as tmp:

@@ -64,7 +64,8 @@ def train_cmd(
     ),
 ) -> None:
     """Train a model on a dataset dir (one line per epoch, then a summary); works under torchrun (DDP)."""
-    from models.train import echo_progress, summarize_run, train
+    from models.run import train
+    from models.train import echo_progress, summarize_run
     from models.zoo import get_entry
 
     _dataset(data)

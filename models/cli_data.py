@@ -32,7 +32,7 @@ def build_dataset_cmd(
     import json
 
     from features.contract import ContractError
-    from models.dataset import MANIFEST, build_dataset
+    from features.dataset import MANIFEST, build_dataset
 
     existing_dir(logs, "--logs")
     if base_logs is not None:

@@ -161,7 +161,7 @@ class StrVocab:
 
 
 def read_manifest(data: Path) -> dict:
-    """The dataset's manifest.json (written by models.dataset.build_dataset)."""
+    """The dataset's manifest.json (written by features.dataset.build_dataset)."""
     path = Path(data) / "manifest.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no manifest.json in the dataset folder {data}")

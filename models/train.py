@@ -1,4 +1,6 @@
-"""Train a zoo model on a dataset dir: sparse id embeddings, seeded feed, early stopping, resume, DDP.
+"""The trainer: a built model, its feature spec and tensors in; epochs, early stopping, resume, DDP out.
+
+It never looks a name up in the zoo: models.run builds the model and calls fit.
 
 Run dir layout: checkpoint.pt (best model, models.checkpoint), last.pt (resume state: model,
 optimizers, RNG, early-stopping state), metrics.jsonl (one JSON line per epoch).
@@ -14,7 +16,6 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +25,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from models.baselines.closed_form_fit import fit_closed_form
 from models.checkpoint import atomic_save, checkpoint_dict, load_file, save_checkpoint
 from models.metrics import auc, rmse
-from models.predict import predict_tensors, resolve_device
-from models.spec import FeatureSpec, read_manifest, trim_padding
-from models.zoo import get_entry
+from models.predict import predict_tensors
+from models.spec import FeatureSpec, trim_padding
 
 SPLITS = ("train", "validation", "test")
 LAST = "last.pt"
@@ -426,68 +425,3 @@ def init_output_bias(model: nn.Module, train_t: dict[str, torch.Tensor]) -> None
     rate = float(train_t["label"][ctr].mean().clamp(1e-4, 1 - 1e-4))
     with torch.no_grad():
         model.head[-1].bias.fill_(math.log(rate / (1 - rate)))
-
-
-def train(
-    data: Path,
-    out: Path,
-    model: str = "dacdr",
-    device: str = "auto",
-    seed: int = 0,
-    epochs: int = 10,
-    batch_size: int = 1024,
-    lr: float = 2e-3,
-    patience: int = 1,
-    resume: bool = False,
-    embed_dim: int | None = None,
-    attn_dim: int | None = None,
-    dropout: float | None = None,
-    sparse_embeddings: bool | None = None,
-    max_batches_per_epoch: int | None = None,
-    progress: bool = True,
-) -> Path:
-    """Train `model` (a zoo name) on dataset dir `data`; returns the run dir `out` (see module doc)."""
-    data, out = Path(data), Path(out)
-    cfg = TrainConfig(model=model, device=device, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
-                      patience=patience, max_batches_per_epoch=max_batches_per_epoch, progress=progress)
-    if epochs < 1 or batch_size < 1 or lr <= 0:
-        raise ValueError(f"epochs ({epochs}) and batch_size ({batch_size}) must be >= 1 and lr ({lr}) > 0")
-    dev = resolve_device(device)
-    if dev.type == "cuda" and "LOCAL_RANK" in os.environ:
-        dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    torch.manual_seed(seed)  # identical init on every rank (DDP also broadcasts it)
-    manifest = read_manifest(data)
-    train_tbl, val_tbl = read_split(data, "train"), read_split(data, "validation")
-    entry = get_entry(model)
-    resuming = resume and (out / LAST).is_file()
-    if resuming:
-        # the saved spec and config, so a resumed run is exactly the run that was stopped
-        st = load_file(out / LAST)["checkpoint"]
-        spec = FeatureSpec.from_state(st["spec"])
-        net = entry.build(entry.config_from_dict(st["config"]))
-    else:
-        spec = FeatureSpec.fit(train_tbl, manifest)
-        overrides = {k: v for k, v in {"embed_dim": embed_dim, "attn_dim": attn_dim, "dropout": dropout,
-                                       "sparse_embeddings": sparse_embeddings}.items() if v is not None}
-        if dev.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            overrides["sparse_embeddings"] = False  # nccl cannot all-reduce sparse gradients
-        net = entry.build(entry.make_config(spec, overrides))
-    meta = {
-        "model_name": model,
-        "data": str(data),
-        "seed": seed,
-        "manifest": manifest,
-        "train_rows": train_tbl.num_rows,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-    }
-    train_t = spec.tensorize(train_tbl)
-    if not resuming:
-        init_output_bias(net, train_t)
-        chosen = fit_closed_form(net, spec.values.ids, spec.behaviors, train_t, spec.tensorize(val_tbl))
-        if chosen is not None:  # a closed-form baseline: counted, not trained; same run-dir layout
-            out.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(out / BEST, net, model, spec, json_safe({**meta, "closed_form": chosen}))
-            (out / METRICS).write_text(json.dumps({"epoch": 0, "closed_form": chosen}) + "\n")
-            return out
-    return fit(net, model, spec, train_t, spec.tensorize(val_tbl), out, cfg, dev, json_safe(meta), resume)

@@ -36,7 +36,7 @@ def tiny_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_dataset(tiny_logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """train/validation/test parquet built from the tiny landing zone."""
-    from models.dataset import build_dataset
+    from features.dataset import build_dataset
 
     out = tmp_path_factory.mktemp("tiny_dataset")
     build_dataset(tiny_logs, out)
@@ -46,7 +46,7 @@ def tiny_dataset(tiny_logs: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 @pytest.fixture(scope="session")
 def tiny_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A DACDR run trained on the tiny dataset (CPU, seeded)."""
-    from models.train import train
+    from models.run import train
 
     out = tmp_path_factory.mktemp("tiny_run")
     # validation AUC peaks within the first epochs on tiny; early stopping (patience 1) ends it

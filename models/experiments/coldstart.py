@@ -79,9 +79,9 @@ def coldstart(
 ) -> pd.DataFrame:
     """Cold-start rating transfer on an Amazon (source, target) file pair; writes results.csv, report.md,
     tuning.json and one split manifest per (beta, seed) under `out`. Returns the results frame."""
+    from features.dataset import DEFAULT_MAX_LEN, build_training_table, read_domains, training_schema
     from features.importers import import_amazon
     from features.io import read_table
-    from models.dataset import DEFAULT_MAX_LEN, build_training_table, read_domains, training_schema
     from models.metrics import mae, rmse
     from models.predict import predict_tensors, resolve_device
     from models.spec import FeatureSpec

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def source_domain_of(logs: Path) -> tuple[str, str]:
     """(name, task) of the zone's one source domain; ValueError when there is not exactly one."""
-    from models.dataset import read_domains
+    from features.dataset import read_domains
 
     domains = read_domains(logs).to_pandas()
     src = domains[domains[C.ROLE] == C.ROLE_SOURCE]
@@ -41,7 +41,7 @@ def source_rows(
     behaviours gives zero rows (logged), not an error.
     """
     from features import io
-    from models.dataset import read_domains
+    from features.dataset import read_domains
 
     name, task = source_domain_of(logs)
     domains = read_domains(logs).to_pandas()

@@ -55,7 +55,7 @@ def multidomain(
 ) -> pd.DataFrame:
     """Train every model (and DACDR's ablations) on every target domain; write results.csv, report.md,
     chart.png, tuning.json and split_manifest.json under `out`. Returns the results frame."""
-    from models.dataset import build_dataset
+    from features.dataset import build_dataset
     from models.predict import predict_tensors, resolve_device
     from models.spec import FeatureSpec, read_manifest
     from models.train import read_split

@@ -85,3 +85,28 @@ def test_no_import_circles() -> None:
     graph = import_graph()
     assert "models.zoo" in graph and "models.train" in graph["models.baselines.stages"]
     assert cycles(graph) == []
+
+
+# Stages in order: a package may import those before it, never one after it (dacdr is the CLI on top).
+LAYERS = ("features", "models", "bento", "flows")
+
+
+def test_packages_import_downward_only() -> None:
+    """features never imports models/bento/flows, models never bento/flows, bento never flows."""
+    graph = import_graph()
+    upward = sorted(
+        (mod, dep)
+        for mod, deps in graph.items()
+        for dep in deps
+        if mod.split(".")[0] in LAYERS
+        and dep.split(".")[0] in LAYERS
+        and LAYERS.index(dep.split(".")[0]) > LAYERS.index(mod.split(".")[0])
+    )
+    assert upward == []
+
+
+def test_trainer_takes_a_built_model() -> None:
+    """models.train (the trainer) never imports the zoo; models.run builds from a name and calls it."""
+    graph = import_graph()
+    assert "models.zoo" not in graph["models.train"]
+    assert {"models.zoo", "models.train"} <= graph["models.run"]

@@ -1,4 +1,4 @@
-"""models.dataset: training table on a hand-made zone and on tiny; splits, cold flag, determinism, CLI."""
+"""features.dataset: training table on a hand-made zone and on tiny; splits, cold flag, determinism, CLI."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from features import contract as C
 from features import io
+from features.dataset import SPLITS, build_dataset, build_training_table, split_by_time
 from features.sequences import RESERVED_ID, sequence_columns
-from models.dataset import SPLITS, build_dataset, build_training_table, split_by_time
 
 DAY_US = 86_400_000_000
 T0 = int(pd.Timestamp("2026-05-01", tz="UTC").value // 1000)

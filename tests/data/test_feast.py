@@ -79,7 +79,7 @@ def test_repo_is_rendered_with_duckdb_sqlite_and_applied(feast_workdir: Path) ->
 
 def test_training_table_through_feast_equals_direct_build(feast_workdir: Path, tiny_logs: Path) -> None:
     """Parity: get_historical_features gives the direct training table row for row, list columns included."""
-    from models.dataset import build_training_table
+    from features.dataset import build_training_table
 
     direct = build_training_table(tiny_logs)
     via_feast = S.historical_training_table(feast_workdir, tiny_logs)

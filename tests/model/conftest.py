@@ -29,7 +29,7 @@ def synth_new_domain(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def synth_run(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two epochs of DACDR on the synthetic dataset."""
-    from models.train import train
+    from models.run import train
 
     out = tmp_path_factory.mktemp("synth_run")
     return train(synth_data, out, model="dacdr", device="cpu", seed=SYNTH_SEED, epochs=2, batch_size=256,
