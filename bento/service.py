@@ -258,6 +258,7 @@ class Ranker:
         if stored.tag.name != f"{MODEL_PREFIX}{domain}":
             raise ValueError(f"model {stored.tag} is not a model of domain {domain!r}")
         model, spec, meta = load_checkpoint(Path(stored.path_of(CHECKPOINT_FILE)), "cpu")
+        model.eval()  # once: serving never trains
         if domain not in spec.domain_tasks:
             raise ValueError(f"model {stored.tag} was not trained for domain {domain!r}: {spec.domain_tasks}")
         # one intra-op thread per worker: requests are small (<= a few thousand rows) and the server
@@ -327,11 +328,11 @@ class Ranker:
         rows = source.take(pa.array(pos))
         return rows.set_column(rows.schema.get_field_index(C.ITEM_ID), C.ITEM_ID, pa.array(item_ids))
 
-    def frame(self, queries: Sequence[Query]) -> tuple[pa.Table, np.ndarray]:
-        """The training-table-shaped frame of every (query, candidate) row, and per-query cold flags."""
+    def read(self, queries: Sequence[Query]) -> tuple[pa.Table, np.ndarray, pa.Table, np.ndarray]:
+        """One online read for the queries' distinct users and their candidates' side info:
+        (user rows, owner = the user row of every candidate row, candidate item rows, per-query cold)."""
         import numpy as np
         import pandas as pd
-        import pyarrow as pa
         import pyarrow.compute as pc
 
         from features import contract as C
@@ -340,40 +341,79 @@ class Ranker:
         utbl = self.user_rows(users.tolist())
         lens = np.array([len(q.item_ids) for q in queries], dtype=np.int64)
         uidx = pd.Index(users).get_indexer([q.user_id for q in queries])
-        rows = utbl.take(pa.array(np.repeat(uidx, lens)))
         items = np.concatenate([np.asarray(q.item_ids, dtype=np.int64) for q in queries])
-        itbl = self.item_rows(items)
-        times = pa.array(np.repeat([q.event_time for q in queries], lens), type=C.TIMESTAMP)
+        seq_cols = [C.seq_col(b, C.ITEM_ID) for b in self.spec.behaviors]
+        lengths = sum(np.asarray(pc.fill_null(pc.list_value_length(utbl.column(c)), 0)) for c in seq_cols)
+        cold = np.asarray(lengths)[uidx] == 0
+        return utbl, np.repeat(uidx, lens), self.item_rows(items), cold
+
+    @staticmethod
+    def join(utbl: pa.Table, owner: np.ndarray, itbl: pa.Table, times: pa.Array) -> pa.Table:
+        """Training-table-shaped rows: user row owner[i] beside item row i at times[i]."""
+        import pyarrow as pa
+
+        from features import contract as C
+
+        rows = utbl.take(pa.array(owner))
         drop = [c for c in (C.ITEM_ID, *itbl.column_names, C.EVENT_TIME) if c in rows.column_names]
         frame = rows.drop_columns(drop)
         for name in itbl.column_names:
             frame = frame.append_column(name, itbl.column(name))
-        frame = frame.append_column(C.EVENT_TIME, times)
-        seq_cols = [C.seq_col(b, C.ITEM_ID) for b in self.spec.behaviors]
-        lengths = sum(np.asarray(pc.fill_null(pc.list_value_length(utbl.column(c)), 0)) for c in seq_cols)
-        cold = np.asarray(lengths)[uidx] == 0
-        return frame, cold
+        return frame.append_column(C.EVENT_TIME, times)
+
+    def frame(self, queries: Sequence[Query]) -> tuple[pa.Table, np.ndarray]:
+        """The training-table-shaped frame of every (query, candidate) row, and per-query cold flags."""
+        import numpy as np
+        import pyarrow as pa
+
+        from features import contract as C
+
+        utbl, owner, itbl, cold = self.read(queries)
+        lens = [len(q.item_ids) for q in queries]
+        times = pa.array(np.repeat([q.event_time for q in queries], lens), type=C.TIMESTAMP)
+        return self.join(utbl, owner, itbl, times), cold
+
+    def predict(self, queries: Sequence[Query]) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of every candidate row in request order, and per-query cold flags.
+
+        DACDR: the user half once per distinct user (one row per user, tensorized from the online
+        read), the candidates batched against it (models.predict.predict_split, equal to forward).
+        Other zoo models: the frame of every (user, candidate) row through models.predict.predict.
+        """
+        import numpy as np
+        import pyarrow as pa
+
+        from features import contract as C
+        from models.dacdr import DACDR
+        from models.predict import predict, predict_split
+
+        if not isinstance(self.model, DACDR):
+            frame, cold = self.frame(queries)
+            with self.lock:  # one forward pass at a time per process; torch runs it on one thread
+                return predict(self.model, self.spec, frame, batch_size=PREDICT_BATCH, device="cpu"), cold
+        utbl, owner, itbl, cold = self.read(queries)
+        first = np.unique(owner, return_index=True)[1]  # each user's first candidate row
+        times = pa.array([queries[0].event_time] * len(first), type=C.TIMESTAMP)  # not read by the model
+        users = self.spec.tensorize(self.join(utbl, owner[first], itbl.take(pa.array(first)), times))
+        items = self.spec.tensorize_items(itbl)
+        with self.lock:
+            return predict_split(self.model, users, items, owner), cold
 
     def score(self, queries: Sequence[Query]) -> tuple[list[np.ndarray], list[bool]]:
         """Scores of every query's candidates (in request order) and whether each user was cold."""
         import numpy as np
 
-        from models.predict import predict
-
         if not queries:
             return [], []
         try:
-            frame, cold = self.frame(queries)
+            scores, cold = self.predict(queries)
         except store_errors() as exc:
             STORE_HEALTH.reason = f"online store unavailable: {type(exc).__name__}: {exc}"
             raise StoreUnavailable(STORE_HEALTH.reason) from exc
         STORE_HEALTH.reason = None
-        with self.lock:  # one forward pass at a time per process; torch runs it on one thread
-            scores = predict(self.model, self.spec, frame, batch_size=PREDICT_BATCH, device="cpu")
         bounds = np.cumsum([0, *[len(q.item_ids) for q in queries]])
         parts = [scores[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
         return parts, [bool(c) for c in cold]
-
 
 # ---------------------------------------------------------------------------------------------
 # Configuration and the BentoML service

@@ -155,22 +155,19 @@ class DACDR(nn.Module):
             return table(ids)
         return table.weight.new_zeros((*ids.shape, table.embedding_dim))
 
-    def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Every intermediate of the forward pass (tests and analysis read the attention weights)."""
-        # e_d (B, D): domain id + domain features
+    def encode_user(self, batch: dict[str, torch.Tensor]) -> dict:
+        """The user/domain half (U rows): e_d, the packed sequences and each attention's user side.
+
+        Nothing here depends on the target item, so serving computes it once per (user, domain).
+        """
+        # e_d (U, D): domain id + domain features
         e_d = torch.cat(
             [self.domain_emb(batch["domain"])]
             + [emb(batch["domain_feats"][:, i]) for i, emb in enumerate(self.feature_embs)],
             dim=-1,
         )
-        # e_v (B, 4k): target item with its side info
-        e_v = torch.cat(
-            [self._item(self.item_tgt, batch["item"]), self.category(batch["category"]),
-             self.brand(batch["brand"]), self.shop(batch["shop"])],
-            dim=-1,
-        )
-        packed = PackedSeq.from_mask(batch["seq_item"] != 0)  # the N real positions of (B,NB,L)
-        # sequence elements, real positions only (sparse: most of the B*NB*L slots are padding)
+        packed = PackedSeq.from_mask(batch["seq_item"] != 0)  # the N real positions of (U,NB,L)
+        # sequence elements, real positions only (sparse: most of the U*NB*L slots are padding)
         seq_parts = [self._item(self.item_src, packed.gather(batch["seq_item"]))]  # [(N,k)]
         if self.cfg.value_in_seq:
             seq_parts.append(self.value(packed.gather(batch["seq_value"])))
@@ -178,14 +175,40 @@ class DACDR(nn.Module):
                       self.brand(packed.gather(batch["seq_brand"])),
                       self.shop(packed.gather(batch["seq_shop"])),
                       self.value(packed.gather(batch["seq_value"]))]  # 4 x (N,k)
-        # (B,NB,A), (B,NB,L), (B,NB,L)
-        z_seq, _, ad_seq, ai_seq = self.attn_seq(seq_parts, self.behavior_seq.weight, packed, e_d, e_v)
-        z_side, pooled_side, ad_side, ai_side = self.attn_side(
-            side_parts, self.behavior_side.weight, packed, e_d, e_v)
-        e_seq = self.norm_seq(z_seq).flatten(1)  # (B,NB*A): per-behaviour outputs, concatenated
-        e_side = self.norm_side(z_side).flatten(1)  # (B,NB*A)
-        u_hat = self.encoder(torch.cat([e_seq, e_side, e_d], dim=-1))  # (B,k) eq. 6
-        out = self.head(torch.cat([u_hat, e_seq, e_side, e_v, e_d], dim=-1)).squeeze(-1)  # (B,) eq. 7
+        return {
+            "e_d": e_d, "domain": batch["domain"], "task": batch["task"], "packed": packed,
+            "seq": self.attn_seq.user_side(seq_parts, self.behavior_seq.weight, packed, e_d),
+            "side": self.attn_side.user_side(side_parts, self.behavior_side.weight, packed, e_d),
+        }
+
+    def encode_candidates(
+        self, user: dict, items: dict[str, torch.Tensor], owner: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The candidate half: items (C,) ids scored against user row owner[c] (None: row c, C = U).
+
+        Every intermediate of the forward pass comes back (tests and analysis read attention weights).
+        """
+        packed, e_d, domain = user["packed"], user["e_d"], user["domain"]
+        seq, side = user["seq"], user["side"]
+        if owner is not None:  # C candidates of U users: repeat each user's elements per candidate
+            packed, src = packed.expand(owner)
+            seq = {k: v.index_select(0, src) for k, v in seq.items()}
+            side = {k: v.index_select(0, src) for k, v in side.items()}
+            e_d, domain = e_d.index_select(0, owner), domain.index_select(0, owner)
+        # e_v (C, 4k): target item with its side info
+        e_v = torch.cat(
+            [self._item(self.item_tgt, items["item"]), self.category(items["category"]),
+             self.brand(items["brand"]), self.shop(items["shop"])],
+            dim=-1,
+        )
+        # (C,NB,A), (C,NB,X), (C,NB,L), (C,NB,L)
+        z_seq, _, ad_seq, ai_seq = self.attn_seq.candidate_side(seq, self.behavior_seq.weight, packed, e_v)
+        z_side, pooled_side, ad_side, ai_side = self.attn_side.candidate_side(
+            side, self.behavior_side.weight, packed, e_v)
+        e_seq = self.norm_seq(z_seq).flatten(1)  # (C,NB*A): per-behaviour outputs, concatenated
+        e_side = self.norm_side(z_side).flatten(1)  # (C,NB*A)
+        u_hat = self.encoder(torch.cat([e_seq, e_side, e_d], dim=-1))  # (C,k) eq. 6
+        out = self.head(torch.cat([u_hat, e_seq, e_side, e_v, e_d], dim=-1)).squeeze(-1)  # (C,) eq. 7
         t_u = t_v = None
         if self.cfg.per_domain:
             # transfer score in the category embedding space: t_u,b = behaviour b's attended source
@@ -193,23 +216,35 @@ class DACDR(nn.Module):
             # init: "more of the same category" to start from). Category only: adding brand and shop
             # here cost ~0.007 validation AUC on demo (more rows to fit, same signal)
             k, nb = self.cfg.embed_dim, self.cfg.n_behaviors
-            t_u = pooled_side[..., :k]  # (B,NB,k): attention-pooled E_cat of the source elements
-            t_v = e_v[:, k:2 * k]  # (B,k): E_cat of the target item
+            t_u = pooled_side[..., :k]  # (C,NB,k): attention-pooled E_cat of the source elements
+            t_v = e_v[:, k:2 * k]  # (C,k): E_cat of the target item
             if self.cfg.shared_transfer:
-                m_d = self.domain_bilinear(batch["domain"]).view(-1, k, k)  # (B,k,k)
-                t_sum = torch.einsum("n,bnk->bk", self.behavior_weight, t_u)  # (B,k) sum_b s_b t_u,b
+                m_d = self.domain_bilinear(domain).view(-1, k, k)  # (C,k,k)
+                t_sum = torch.einsum("n,bnk->bk", self.behavior_weight, t_u)  # (C,k) sum_b s_b t_u,b
                 out = out + torch.einsum("bi,bij,bj->b", t_sum, m_d, t_v)
             else:
-                m_d = self.domain_bilinear(batch["domain"]).view(-1, nb, k, k)  # (B,NB,k,k)
-                out = out + torch.einsum("bni,bnij,bj->b", t_u, m_d, t_v)  # (B,) sum_b t_u,b^T M_d,b t_v
-            out = out + self.domain_bias(batch["domain"]).squeeze(-1)
+                m_d = self.domain_bilinear(domain).view(-1, nb, k, k)  # (C,NB,k,k)
+                out = out + torch.einsum("bni,bnij,bj->b", t_u, m_d, t_v)  # (C,) sum_b t_u,b^T M_d,b t_v
+            out = out + self.domain_bias(domain).squeeze(-1)
         if self.cfg.item_bias:
-            out = out + self.item_bias(batch["item"]).squeeze(-1)
+            out = out + self.item_bias(items["item"]).squeeze(-1)
         return {
             "e_d": e_d, "e_v": e_v, "e_seq": e_seq, "e_side": e_side, "u_hat": u_hat, "raw": out,
             "t_u": t_u, "t_v": t_v,
             "alpha_d_seq": ad_seq, "alpha_i_seq": ai_seq, "alpha_d_side": ad_side, "alpha_i_side": ai_side,
         }
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every intermediate of the forward pass: the user half, then each row's own candidate."""
+        return self.encode_candidates(self.encode_user(batch), batch)
+
+    def score(self, user: dict, items: dict[str, torch.Tensor], owner: torch.Tensor) -> torch.Tensor:
+        """(C,) outputs of candidates items[c] for user rows owner[c], the user half computed once.
+
+        Equal to forward on the rows repeated per candidate (tests/model/test_split_scoring.py).
+        """
+        raw = self.encode_candidates(user, items, owner)["raw"]
+        return raw + self.cfg.rating_offset * (user["task"].index_select(0, owner) == 1).to(raw.dtype)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B,) logits for ctr rows, ratings for rating rows."""

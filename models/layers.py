@@ -74,6 +74,25 @@ class PackedSeq:
         """(N, ...) -> (B*NB, ...): per-segment sums (an empty segment gives 0)."""
         return x.new_zeros((self.n_seg, *x.shape[1:])).index_add(0, self.seg, x)
 
+    def expand(self, owner: torch.Tensor) -> tuple[PackedSeq, torch.Tensor]:
+        """The packing of rows `owner` (C,) of this batch, one copy per candidate, and (N',) source index.
+
+        Equal to from_mask(mask[owner]) (tested): element i of the result is element src[i] of self.
+        Serving packs one user once and scores C candidates against it without re-embedding the sequence.
+        """
+        B, NB, L = self.shape
+        per_row = torch.bincount(self.row, minlength=B)  # (B,) real elements per row
+        start = torch.cumsum(per_row, 0) - per_row  # (B,) first element of each row (rows are contiguous)
+        cnt = per_row.index_select(0, owner)  # (C,)
+        cand = torch.repeat_interleave(torch.arange(owner.numel(), device=owner.device), cnt)  # (N',)
+        first = torch.repeat_interleave(torch.cumsum(cnt, 0) - cnt, cnt)  # (N',) candidate's first slot
+        slot = torch.arange(len(cand), device=cand.device) - first  # (N',) position within the row
+        src = start.index_select(0, owner).repeat_interleave(cnt) + slot
+        pos = cand * (NB * L) + self.pos.index_select(0, src) % (NB * L)
+        seg = torch.div(pos, L, rounding_mode="floor")
+        lengths = torch.bincount(seg, minlength=owner.numel() * NB).to(torch.float32)
+        return PackedSeq(pos, seg, cand, lengths, lengths.index_select(0, seg), (owner.numel(), NB, L)), src
+
     def scatter(self, x: torch.Tensor) -> torch.Tensor:
         """(N,) -> (B, NB, L) with zeros at padding."""
         return x.new_zeros(self.shape[0] * self.shape[1] * self.shape[2]).index_put((self.pos,), x).view(
@@ -131,6 +150,51 @@ class DomainAwareCrossAttention(nn.Module):
         qn = F.normalize(q, dim=-1).index_select(0, packed.row)  # (N,A)
         return (qn * F.normalize(k, dim=-1)).sum(-1)
 
+    def user_side(
+        self, parts: list[torch.Tensor], beh: torch.Tensor, packed: PackedSeq, e_d: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """What depends on the user's sequence and the domain only, per real element (N, ...).
+
+        x (N,X) elements without the behaviour term, beh_seg (N,X) their behaviour term, alpha_d (N,)
+        step-1 weights, c (N,) = n * alpha_d, k2 (N,A) normalised step-2 keys (when IA is on).
+        Serving computes this once per (user, domain) and reuses it for every candidate.
+        """
+        NB = packed.shape[1]
+        n = packed.count  # (N,) real positions of the element's sequence
+        beh_seg = beh.index_select(0, packed.seg % NB)  # (N,X) behaviour term of each element
+        x = torch.cat(parts, dim=-1)  # (N,X) without the behaviour term
+        if self.use_da:
+            k1 = self.w1_k(x + beh_seg)  # (N,A) X_j W1K
+            s1 = self.log_tau1.exp() * self._cosine(self.w1_q(e_d), k1, packed)
+            alpha_d = segment_softmax(s1, packed)  # (N,)
+        else:
+            alpha_d = 1.0 / n
+        # e1_j = c_j * (X_j W1V); uniform attention -> c_j = 1
+        out = {"x": x, "beh_seg": beh_seg, "alpha_d": alpha_d, "c": n * alpha_d}
+        if self.use_ia:
+            # (X_j W1V) W2K, normalised: c_j cancels in the cosine
+            out["k2"] = F.normalize(self.w2_k(self.w1_v(x + beh_seg)), dim=-1)
+        return out
+
+    def candidate_side(
+        self, user: dict[str, torch.Tensor], beh: torch.Tensor, packed: PackedSeq, e_v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Step 2 for each candidate: `user` from user_side, gathered to `packed` (C,NB,L)'s elements,
+        e_v (C,V) -> e_z (C,NB,A), pooled (C,NB,X), alpha_D (C,NB,L), alpha_I (C,NB,L) (see forward)."""
+        C, NB, _ = packed.shape
+        n = packed.count
+        if self.use_ia:
+            qn = F.normalize(self.w2_q(e_v), dim=-1).index_select(0, packed.row)  # (N,A)
+            s2 = self.log_tau2.exp() * (qn * user["k2"]).sum(-1)
+            alpha_i = segment_softmax(s2, packed)
+        else:
+            alpha_i = 1.0 / n
+        w = alpha_i * user["c"]  # (N,)
+        pooled = packed.segment_sum(w.unsqueeze(-1) * user["x"]).view(C, NB, -1)  # (C,NB,X) sum_j w_j X_j
+        with_beh = pooled + packed.segment_sum(w).view(C, NB, 1) * beh  # + behaviour term
+        e_z = self.w2_v(self.w1_v(with_beh))  # (C,NB,A); an empty sequence gives 0
+        return e_z, pooled, packed.scatter(user["alpha_d"]), packed.scatter(alpha_i)
+
     def forward(
         self, parts: list[torch.Tensor], beh: torch.Tensor, packed: PackedSeq, e_d: torch.Tensor,
         e_v: torch.Tensor,
@@ -143,28 +207,7 @@ class DomainAwareCrossAttention(nn.Module):
         bias-free and linear, so sum_j w_j (X_j W1V) W2V = (sum_j w_j X_j) W1V W2V, pooled first.
         tests/model/test_attention.py checks both against the literal per-position equations.
         """
-        B, NB, _ = packed.shape
-        n = packed.count  # (N,) real positions of the element's sequence
-        beh_seg = beh.index_select(0, packed.seg % NB)  # (N,X) behaviour term of each element
-        x = torch.cat(parts, dim=-1)  # (N,X) without the behaviour term
-        if self.use_da:
-            k1 = self.w1_k(x + beh_seg)  # (N,A) X_j W1K
-            s1 = self.log_tau1.exp() * self._cosine(self.w1_q(e_d), k1, packed)
-            alpha_d = segment_softmax(s1, packed)  # (N,)
-        else:
-            alpha_d = 1.0 / n
-        c = n * alpha_d  # (N,): e1_j = c_j * (X_j W1V); uniform attention -> c_j = 1
-        if self.use_ia:
-            k2 = self.w2_k(self.w1_v(x + beh_seg))  # (N,A) (X_j W1V) W2K: c_j cancels in the cosine
-            s2 = self.log_tau2.exp() * self._cosine(self.w2_q(e_v), k2, packed)
-            alpha_i = segment_softmax(s2, packed)
-        else:
-            alpha_i = 1.0 / n
-        w = alpha_i * c  # (N,)
-        pooled = packed.segment_sum(w.unsqueeze(-1) * x).view(B, NB, -1)  # (B,NB,X) = sum_j w_j X_j
-        with_beh = pooled + packed.segment_sum(w).view(B, NB, 1) * beh  # + behaviour term
-        e_z = self.w2_v(self.w1_v(with_beh))  # (B,NB,A); an empty sequence gives 0
-        return e_z, pooled, packed.scatter(alpha_d), packed.scatter(alpha_i)
+        return self.candidate_side(self.user_side(parts, beh, packed, e_d), beh, packed, e_v)
 
 
 def grow_embedding(emb: nn.Embedding, num: int, init_row: int) -> nn.Embedding:

@@ -274,7 +274,8 @@ class FeatureSpec:
         need += [C.seq_col(b, f) for b in behaviors for f in SEQ_KEYS]
         if need_label:
             need.append(C.LABEL)
-        missing = [c for c in need if c not in tbl.column_names]
+        have = set(tbl.column_names)  # a property that builds a new list on every access
+        missing = [c for c in need if c not in have]
         if missing:
             raise ValueError(f"training-table frame is missing column(s) {missing}")
 
@@ -312,6 +313,21 @@ class FeatureSpec:
             out[rows, bi, L - lens[rows] + within] = vocab.lookup(vals)  # left-pad: newest at L-1
         return out
 
+    def _item_arrays(self, tbl: pa.Table) -> dict[str, np.ndarray]:
+        """item, category, brand, shop indices of a table with the item id and side-info columns."""
+        side = {C.CATEGORY_ID: self.categories, C.BRAND_ID: self.brands, C.SHOP_ID: self.shops}
+        return {
+            "item": self.items.lookup(tbl.column(C.ITEM_ID).to_numpy()),
+            **{SIDE_KEYS[c]: v.lookup(pc.fill_null(tbl.column(c), -1).to_numpy()) for c, v in side.items()},
+        }
+
+    def tensorize_items(self, tbl: pa.Table) -> dict[str, torch.Tensor]:
+        """Candidate items (id + side-info columns) -> the batch dict's item keys (serving's split path)."""
+        missing = [c for c in (C.ITEM_ID, *C.SIDE_INFO) if c not in tbl.column_names]
+        if missing:
+            raise ValueError(f"item table is missing column(s) {missing}")
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self._item_arrays(tbl).items()}
+
     def tensorize(self, df: pd.DataFrame | pa.Table) -> dict[str, torch.Tensor]:
         """A training-table frame -> the batch dict documented in the module docstring."""
         tbl = _as_table(df)
@@ -321,13 +337,12 @@ class FeatureSpec:
         if unknown_dom:
             raise ValueError(f"domain(s) {unknown_dom} have no task in the feature spec")
         task = dom[C.DOMAIN].astype(str).map({d: TASK_INDEX[t] for d, t in self.domain_tasks.items()})
-        side = {C.CATEGORY_ID: self.categories, C.BRAND_ID: self.brands, C.SHOP_ID: self.shops}
-        seq_side = {**side, C.VALUE: self.values}
+        seq_side = {C.CATEGORY_ID: self.categories, C.BRAND_ID: self.brands, C.SHOP_ID: self.shops,
+                    C.VALUE: self.values}
         feats = [self.feature_vocabs[f].lookup(dom[C.domain_feature_col(f)]) for f in self.domain_features]
         batch = {
             "user": self.users.lookup(tbl.column(C.USER_ID).to_numpy()),
-            "item": self.items.lookup(tbl.column(C.ITEM_ID).to_numpy()),
-            **{SIDE_KEYS[c]: v.lookup(pc.fill_null(tbl.column(c), -1).to_numpy()) for c, v in side.items()},
+            **self._item_arrays(tbl),
             "domain": self.domains.lookup(dom[C.DOMAIN]),
             "domain_feats": (np.stack(feats, axis=1) if feats else np.zeros((tbl.num_rows, 0), np.int64)),
             "task": task.to_numpy(np.int64),
