@@ -191,26 +191,36 @@ def _list_to_arrow_dtype(t: pa.DataType) -> pd.ArrowDtype | None:
     return pd.ArrowDtype(t) if pa.types.is_list(t) else None
 
 
-def split_by_time(table: pd.DataFrame, test_days: int = 1, val_days: int = 1) -> dict[str, pd.DataFrame]:
-    """Split by UTC day: last `test_days` days are test, the `val_days` before validation, the rest train."""
-    if test_days < 1 or val_days < 0:
-        raise ValueError(f"need test_days >= 1 and val_days >= 0, got {test_days}, {val_days}")
+def split_by_time(
+    table: pd.DataFrame, test_days: int = 1, val_days: int = 1, burn_in_days: int = 0
+) -> dict[str, pd.DataFrame]:
+    """Split by UTC day: last `test_days` days are test, the `val_days` before validation, the rest train.
+
+    The first `burn_in_days` days train nothing: their rows only let histories grow. A zone's source
+    history starts empty on its first day, so early rows see far shorter sequences than serving does.
+    """
+    if test_days < 1 or val_days < 0 or burn_in_days < 0:
+        raise ValueError(
+            f"need test_days >= 1, val_days >= 0 and burn_in_days >= 0, got {test_days}, {val_days}, "
+            f"{burn_in_days}"
+        )
     day = _utc_days(pa.array(table[C.EVENT_TIME]))
     uniq = np.unique(day)
-    if len(uniq) < test_days + val_days + 1:
+    if len(uniq) < test_days + val_days + burn_in_days + 1:
         raise ValueError(
-            f"the table spans {len(uniq)} day(s); a split with {test_days} test and {val_days} validation "
-            f"day(s) needs at least {test_days + val_days + 1}"
+            f"the table spans {len(uniq)} day(s); a split with {test_days} test, {val_days} validation "
+            f"and {burn_in_days} burn-in day(s) needs at least {test_days + val_days + burn_in_days + 1}"
         )
     test_start = uniq[-test_days]
     val_start = uniq[-test_days - val_days] if val_days else test_start
+    train_start = uniq[burn_in_days]
     if np.all(day[1:] >= day[:-1]):
         # time-ordered (as build_training_table returns it): each split is a zero-copy row range
-        v, t = np.searchsorted(day, [val_start, test_start])
-        ranges = {"train": slice(0, v), "validation": slice(v, t), "test": slice(t, len(day))}
+        s, v, t = np.searchsorted(day, [train_start, val_start, test_start])
+        ranges = {"train": slice(s, v), "validation": slice(v, t), "test": slice(t, len(day))}
         return {k: table.iloc[r].reset_index(drop=True) for k, r in ranges.items()}
     masks = {
-        "train": day < val_start,
+        "train": (day >= train_start) & (day < val_start),
         "validation": (day >= val_start) & (day < test_start),
         "test": day >= test_start,
     }
@@ -259,12 +269,13 @@ def write_dataset(
     test_days: int = 1,
     val_days: int = 1,
     extra: dict | None = None,
+    burn_in_days: int = 0,
 ) -> Path:
     """Split a training table by time and write the splits + manifest.json atomically; returns `out`.
 
     The one writer of a dataset dir, whether the table was built from logs or through Feast.
     """
-    splits = split_by_time(table, test_days=test_days, val_days=val_days)
+    splits = split_by_time(table, test_days=test_days, val_days=val_days, burn_in_days=burn_in_days)
     schema = training_schema(table)
     task_of = dict(zip(domains[C.DOMAIN].to_pylist(), domains[C.TASK].to_pylist(), strict=True))
     role_of = dict(zip(domains[C.DOMAIN].to_pylist(), domains[C.ROLE].to_pylist(), strict=True))
@@ -278,6 +289,7 @@ def write_dataset(
         "target_domains": sorted(d for d in role_of if role_of[d] == C.ROLE_TARGET),
         "columns": schema.names,
         "days": {k: impression_days(v) for k, v in splits.items()},
+        "burn_in_days": burn_in_days,
         "rows": {k: len(v) for k, v in splits.items()},
         "label_rate": {k: (float(v[C.LABEL].mean()) if len(v) else None) for k, v in splits.items()},
         **(extra or {}),
@@ -298,13 +310,14 @@ def build_dataset(
     test_days: int = 1,
     val_days: int = 1,
     base_logs: Path | None = None,
+    burn_in_days: int = 0,
 ) -> Path:
     """Write out/{train,validation,test}.parquet and out/manifest.json atomically; returns `out`."""
     logs = Path(logs)
     domains = read_domains(logs, Path(base_logs) if base_logs is not None else None)
     train_end = training_window_end(logs, domains, test_days, val_days)
     table = build_training_table(logs, max_len=max_len, base_logs=base_logs, train_end=train_end)
-    return write_dataset(table, domains, out, max_len, test_days, val_days)
+    return write_dataset(table, domains, out, max_len, test_days, val_days, burn_in_days=burn_in_days)
 
 
 __all__ = [

@@ -27,6 +27,10 @@ def build_dataset_cmd(
     base_logs: Path | None = typer.Option(
         None, "--base-logs", help="Main zone supplying behaviors/items/source domain for an onboarding zone."
     ),
+    burn_in_days: int = typer.Option(
+        0, "--burn-in-days", min=0,
+        help="First impression days kept out of training: they only let source histories grow.",
+    ),
 ) -> None:
     """Build the training table (one row per target impression) and write its time-based splits."""
     import json
@@ -40,7 +44,8 @@ def build_dataset_cmd(
     output_dir(out, "--out")
     with user_errors(ContractError, ValueError):  # data that cannot make a dataset, e.g. too few days
         path = build_dataset(
-            logs, out, max_len=max_len, test_days=test_days, val_days=val_days, base_logs=base_logs
+            logs, out, max_len=max_len, test_days=test_days, val_days=val_days, base_logs=base_logs,
+            burn_in_days=burn_in_days,
         )
     manifest = json.loads((path / MANIFEST).read_text())
     rows = ", ".join(f"{k}={v}" for k, v in manifest["rows"].items())

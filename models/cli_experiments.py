@@ -48,15 +48,22 @@ def multidomain_cmd(
     lr: float | None = typer.Option(None, "--lr", help="Learning rate of every model."),
     tune: bool | None = typer.Option(None, "--tune/--no-tune", help="Grid search on validation."),
     patience: int | None = typer.Option(None, "--patience", help=PATIENCE_HELP),
+    burn_in_days: int = typer.Option(
+        0, "--burn-in-days", min=0,
+        help="First impression days kept out of training (they only let source histories grow).",
+    ),
 ) -> None:
     """Train every baseline, DACDR and its ablations on every target domain; report test AUC."""
+    from dataclasses import replace
+
     from dacdr.errors import existing_dir, output_dir
     from features.contract import ContractError
     from models.experiments import multidomain
 
     existing_dir(logs, "--logs")
     output_dir(out, "--out")
-    cfg = budget(quick, device, epochs, batch_size, max_batches, lr, tune, steps, patience)
+    cfg = replace(budget(quick, device, epochs, batch_size, max_batches, lr, tune, steps, patience),
+                  burn_in_days=burn_in_days)
     try:
         res = multidomain(logs, out, seeds=seeds, quick=quick, models=model or None, cfg=cfg)
     except (ContractError, ValueError, FileNotFoundError) as exc:

@@ -123,6 +123,8 @@ class ExperimentConfig:
     tune: bool = True  # pick each model's grid point on validation (first seed); False = first point
     grids: dict[str, list[dict]] = field(default_factory=default_grids)
     val_fraction: float = 0.1  # cold-start: share of the remaining overlapping users held out for validation
+    # multi-domain: first impression days kept out of training (they only let histories grow)
+    burn_in_days: int = 0
 
 
 def quick_config(device: str = "cpu") -> ExperimentConfig:

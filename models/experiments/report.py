@@ -71,7 +71,8 @@ def budget_line(cfg: ExperimentConfig, quick: bool, seeds: int) -> str:
              else f"epochs={cfg.epochs}, ")
     return (f"Budget: {'--quick ' if quick else ''}{steps}batch={cfg.batch_size}, lr={cfg.lr}, "
             f"patience={cfg.patience}, max_batches_per_epoch={cfg.max_batches_per_epoch}, "
-            f"embed_dim={cfg.embed_dim}, tuning={'on (first seed)' if cfg.tune else 'off'}; seeds={seeds}.")
+            f"embed_dim={cfg.embed_dim}, tuning={'on (first seed)' if cfg.tune else 'off'}, "
+            f"burn_in_days={cfg.burn_in_days}; seeds={seeds}.")
 
 
 FAMILY_REASON: dict[str, str] = {

@@ -213,6 +213,25 @@ def test_split_by_time_days_and_counts(zone: Path) -> None:
         split_by_time(df, test_days=2, val_days=2)
 
 
+def test_burn_in_days_leave_training_only(zone: Path) -> None:
+    """burn_in_days=1 drops the first day from train only; ordered and shuffled input agree; bounds."""
+    df = build_training_table(zone)
+    base = split_by_time(df, test_days=1, val_days=1)
+    burned = split_by_time(df, test_days=1, val_days=1, burn_in_days=1)
+    day = {k: sorted({_day(int(t.value // 1000)) for t in burned[k][C.EVENT_TIME]}) for k in SPLITS}
+    assert day["train"] == ["2026-05-02"]
+    first_day = base["train"][C.EVENT_TIME].map(lambda t: _day(int(t.value // 1000))) == "2026-05-01"
+    assert 0 < len(burned["train"]) == len(base["train"]) - int(first_day.sum())
+    for k in ("validation", "test"):
+        assert sorted(burned[k][C.REQUEST_ID]) == sorted(base[k][C.REQUEST_ID])
+    shuffled = split_by_time(df.sample(frac=1.0, random_state=1), test_days=1, val_days=1, burn_in_days=1)
+    assert sorted(shuffled["train"][C.REQUEST_ID]) == sorted(burned["train"][C.REQUEST_ID])
+    with pytest.raises(ValueError, match="burn-in"):
+        split_by_time(df, test_days=1, val_days=1, burn_in_days=2)  # 4 days: no training day left
+    with pytest.raises(ValueError, match="burn_in_days >= 0"):
+        split_by_time(df, burn_in_days=-1)
+
+
 def test_build_dataset_writes_splits_and_manifest(zone: Path, tmp_path: Path) -> None:
     """Files + manifest; the same input gives the same bytes twice."""
     a = build_dataset(zone, tmp_path / "a", max_len=3)
