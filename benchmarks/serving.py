@@ -111,15 +111,18 @@ def env_for(workdir: Path, extra: dict[str, str] | None = None) -> dict[str, str
 
 
 def start_server(
-    workdir: Path, bento: str, port: int, extra_env: dict[str, str] | None = None
+    workdir: Path, bento: str, port: int, extra_env: dict[str, str] | None = None, workers: int = 1
 ) -> subprocess.Popen:
     """`bentoml serve BENTO` on 127.0.0.1:PORT in its own process group; returns once /readyz is 200."""
     import httpx
 
     log = open(workdir / f"serve-{port}.log", "w")  # noqa: SIM115 - lives as long as the server
+    from bento.service import workers_env
+
     cmd = [sys.executable, "-m", "bentoml", "serve", bento, "--host", "127.0.0.1", "--port", str(port)]
+    env = workers_env(env_for(workdir, extra_env), workers)
     proc = subprocess.Popen(
-        cmd, env=env_for(workdir, extra_env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -261,6 +264,7 @@ def main() -> None:
         default="5,1000",
         help="also run /rank_batch with these max_latency_ms budgets (comma list; empty: skip)",
     )
+    ap.add_argument("--workers", type=int, default=1, help="server worker processes (one torch thread each)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here too")
     args = ap.parse_args()
 
@@ -277,7 +281,7 @@ def main() -> None:
     # so a noisy machine can only make HTTP look worse, never better
     results = [floor(tags, queries, args.seconds, args.max_requests)]
     port = free_port()
-    server = start_server(args.workdir, tags["bento"], port)
+    server = start_server(args.workdir, tags["bento"], port, workers=args.workers)
     try:
         for route in args.routes.split(","):
             asyncio.run(drive(f"http://127.0.0.1:{port}", route, queries, 4, 2.0, 100))  # warm-up
@@ -292,7 +296,8 @@ def main() -> None:
     results.append(floor(tags, queries, args.seconds, args.max_requests))
     for budget in [int(b) for b in args.batch_latency_ms.split(",") if b]:
         port = free_port()
-        server = start_server(args.workdir, tags["bento"], port, {"DACDR_BATCH_MAX_LATENCY_MS": str(budget)})
+        server = start_server(args.workdir, tags["bento"], port, {"DACDR_BATCH_MAX_LATENCY_MS": str(budget)},
+                              workers=args.workers)
         try:
             for c in levels[1:]:
                 r = asyncio.run(

@@ -50,6 +50,9 @@ def serve_cmd(
     port: int = typer.Option(3000, help="HTTP port."),
     host: str = typer.Option("127.0.0.1", help="Bind address (loopback by default)."),
     bento: str = typer.Option(None, help="Bento tag to serve (default: dacdr-<domain>:latest)."),
+    workers: int = typer.Option(
+        1, min=1, help="Worker processes, one torch thread each: at most the cores the server may use."
+    ),
 ) -> None:
     """Serve a domain's Bento over HTTP with `bentoml serve` (POST /rank, /readyz, /metrics)."""
     import os
@@ -57,13 +60,14 @@ def serve_cmd(
     import sys
 
     from bento.packaging import model_name
-    from bento.service import ENV_FEAST_REPO
+    from bento.service import ENV_FEAST_REPO, workers_env
 
     domain_name(domain)
     if feast_repo is not None:
         existing_dir(feast_repo, "--feast-repo")
     target = bento or f"{model_name(domain)}:latest"
-    env = dict(os.environ)
+    with user_errors(ValueError):
+        env = workers_env(dict(os.environ), workers)
     if feast_repo is not None:
         env[ENV_FEAST_REPO] = str(feast_repo.resolve())
     cmd = [sys.executable, "-m", "bentoml", "serve", target, "--host", host, "--port", str(port)]

@@ -200,6 +200,32 @@ def store_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+SERVICE_NAME = "dacdr"
+ENV_BENTOML_OVERRIDES = "BENTOML_CONFIG_OVERRIDES"  # BentoML's JSON config override, read by `bentoml serve`
+
+
+def workers_env(environ: dict[str, str], workers: int) -> dict[str, str]:
+    """`environ` plus the BentoML override that runs `workers` worker processes of this service.
+
+    Each worker runs torch on one thread (Ranker.load), so N workers use N cores: N = the cores the
+    server may take. Other overrides already in the variable are kept.
+    """
+    import json
+
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    raw = environ.get(ENV_BENTOML_OVERRIDES, "").strip()
+    try:
+        overrides = json.loads(raw) if raw else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{ENV_BENTOML_OVERRIDES} is not valid JSON: {exc}") from None
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{ENV_BENTOML_OVERRIDES} must be a JSON object, got {raw!r}")
+    service = overrides.setdefault("services", {}).setdefault(SERVICE_NAME, {})
+    service["workers"] = workers
+    return {**environ, ENV_BENTOML_OVERRIDES: json.dumps(overrides)}
+
+
 def resolve_model_tag(domain: str, model_tag: str | None) -> str:
     """The tag to serve: the given one, else the registry's production model, else the latest."""
     if model_tag:
@@ -630,9 +656,9 @@ install_log_hygiene()
 
 
 @bentoml.service(
-    name="dacdr",
+    name=SERVICE_NAME,
     http={"host": "127.0.0.1"},
-    workers=1,
+    workers=1,  # `dacdr serve --workers N` raises it (workers_env): one core per worker
     threads=1,
     traffic={"timeout": 30},
     endpoints={"livez": "/healthz", "readyz": "/readyz"},

@@ -100,6 +100,9 @@ def serving_domain(tiny_run: Path) -> str:
     return targets[0]
 
 
+SERVE_WORKERS = 2
+
+
 @pytest.fixture(scope="session")
 def served(
     tiny_run: Path, serving_feast: Path, serving_domain: str, tmp_path_factory: pytest.TempPathFactory
@@ -107,8 +110,12 @@ def served(
     """`dacdr package` the tiny run, then `bentoml serve` its Bento on a free loopback port."""
     import httpx
 
+    from bento.service import workers_env
+
     home = tmp_path_factory.mktemp("bentoml_home")
-    env = serving_env(home, serving_feast)
+    # two workers, as a production server runs: every HTTP test then also covers requests landing
+    # on either process (test_http.py checks the count)
+    env = workers_env(serving_env(home, serving_feast), SERVE_WORKERS)
     tags = last_json(
         run_cli(
             ["package", str(tiny_run), "--domain", serving_domain, "--feast-repo", str(serving_feast)], env

@@ -237,3 +237,47 @@ def test_bad_requests_log_one_line_without_the_body(
     assert "[ERROR]" not in log and "Traceback" not in log, log[-3000:]
     assert marker not in log
     assert "Deprecat" not in log, log[-3000:]
+
+
+def _descendants(root: int) -> list[str]:
+    """Command lines of every live descendant process of `root` (from /proc)."""
+    from pathlib import Path
+
+    children: dict[int, list[int]] = {}
+    cmds: dict[int, str] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmds[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue  # a process that ended while we looked
+        children.setdefault(ppid, []).append(int(proc.name))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(cmds.get(child, ""))
+            todo.append(child)
+    return out
+
+
+def test_server_runs_the_requested_workers(served: Served) -> None:
+    """`workers_env(..., 2)` reaches `bentoml serve`: two service worker processes under the server."""
+    from tests.serving.conftest import SERVE_WORKERS
+
+    procs = _descendants(served.pid)
+    workers = [c for c in procs if "_bentoml_impl.worker" in c]
+    assert len(workers) == SERVE_WORKERS, procs
+
+
+def test_workers_env_keeps_other_overrides_and_rejects_bad_values() -> None:
+    """The override is merged into what is already set; a bad count or bad JSON is a ValueError."""
+    from bento.service import ENV_BENTOML_OVERRIDES, workers_env
+
+    env = workers_env({ENV_BENTOML_OVERRIDES: json.dumps({"services": {"dacdr": {"threads": 1}}})}, 3)
+    assert json.loads(env[ENV_BENTOML_OVERRIDES]) == {"services": {"dacdr": {"threads": 1, "workers": 3}}}
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        workers_env({}, 0)
+    with pytest.raises(ValueError, match="not valid JSON"):
+        workers_env({ENV_BENTOML_OVERRIDES: "{"}, 2)
