@@ -121,3 +121,25 @@ def coldstart_cmd(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
     typer.echo(f"wrote {out}/results.csv ({len(res)} rows), {out}/report.md, {out}/chart.png")
+
+
+@experiment.command("compare")
+def compare_cmd(
+    run: list[Path] = typer.Option(..., "--run", help="multidomain out dirs of one zone (repeatable)."),
+    reference: str = typer.Option("dacdr", "--reference", help="Model every other model is compared with."),
+    draws: int = typer.Option(100, "--draws", min=10, help="Bootstrap draws."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+) -> None:
+    """Paired bootstrap over test users: each model's mean-over-domains test AUC minus the reference's."""
+    from dacdr.errors import existing_dir
+    from models.experiments.significance import compare
+
+    for r in run:
+        existing_dir(r, "--run")
+    try:
+        rows = compare(list(run), reference, draws=draws, seed=seed)
+    except (ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    for row in rows:
+        typer.echo(row.line())

@@ -26,6 +26,7 @@ def test_multidomain_quick_on_tiny(tiny_logs: Path, tmp_path: Path) -> None:
     """Every model and ablation on every target domain; the files the report promises; models learn."""
     from features.simulator import read_manifest
     from models.experiments import CTR_MODELS, RESULT_COLUMNS_CTR
+    from models.experiments.significance import compare
 
     out = tmp_path / "md"
     _cli(["experiment", "multidomain", "--logs", str(tiny_logs), "--seeds", "1", "--out", str(out),
@@ -41,9 +42,9 @@ def test_multidomain_quick_on_tiny(tiny_logs: Path, tmp_path: Path) -> None:
     # (mean over domains) against popularity, with a standard error from a seeded paired bootstrap over
     # test users. tiny has ~45 clicks per domain, so single differences of ~0.02 are noise; a broken model
     # (AUC ~0.5, ~0.09 below) is > 3 s.e. below and fails
-    rows = pd.read_parquet(out / "predictions" / "test_rows.parquet")
-    others = [m for m in CTR_MODELS if m != "popularity"]
-    diff, se = _auc_diff_vs(out / "predictions", rows, "popularity", others)
+    vs_pop = {c.a: c for c in compare([out], "popularity", draws=200)}
+    assert set(vs_pop) == set(CTR_MODELS) - {"popularity"}
+    diff, se = {m: c.diff for m, c in vs_pop.items()}, {m: c.se for m, c in vs_pop.items()}
     worse = {m: (round(diff[m], 4), round(se[m], 4)) for m in diff if diff[m] < -2 * se[m]}
     assert not worse, f"below popularity by > 2 s.e. (diff, s.e.): {worse}"
     seq = [m for m in diff if m.startswith("dacdr") or m in ("dnn_multi", "shared_bottom", "mmoe", "ple")]
@@ -55,37 +56,32 @@ def test_multidomain_quick_on_tiny(tiny_logs: Path, tmp_path: Path) -> None:
     assert split["targets"] == sorted(targets) and split["rows"]["source"] > 0
 
 
-def _weighted_auc(labels: np.ndarray, scores: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """AUC of each weight row of w (R, n) over the same labelled scores (ties split by sort order)."""
-    order = np.argsort(scores, kind="stable")
-    lab, ww = labels[order] > 0.5, w[:, order]
-    neg_below = np.cumsum(ww * ~lab, axis=1) - ww * ~lab
-    pos_w, neg_w = (ww * lab).sum(1), (ww * ~lab).sum(1)
-    return (ww * lab * neg_below).sum(1) / np.maximum(pos_w * neg_w, 1e-12)
+def test_weighted_auc_and_paired_bootstrap(tmp_path: Path) -> None:
+    """weighted_auc == metrics.auc at unit weights and == AUC of the rows repeated by integer weights;
+    compare(): a model against itself differs by 0 with s.e. 0, a shuffled one is far below."""
+    from models.experiments.significance import compare, weighted_auc
+    from models.metrics import auc
 
-
-def _auc_diff_vs(pred_dir: Path, rows: pd.DataFrame, base: str, models: list[str], n_boot: int = 200):
-    """(mean-over-domains AUC of each model minus `base`'s, its bootstrap s.e. over users), seeded."""
     rng = np.random.default_rng(0)
-    users = rows[C.USER_ID].to_numpy()
-    uniq, inv = np.unique(users, return_inverse=True)
-    draws = rng.integers(0, len(uniq), (n_boot, len(uniq)))
-    w = np.stack([np.bincount(d, minlength=len(uniq)) for d in draws])[:, inv].astype(float)  # (R, n)
-    w = np.vstack([np.ones(len(users)), w])  # row 0: the observed test set
-    labels, doms = rows[C.LABEL].to_numpy(), rows[C.DOMAIN].to_numpy()
+    y = (rng.random(500) < 0.3).astype(float)
+    s = np.round(y + rng.normal(0, 1, 500), 1)  # rounded: ties
+    assert weighted_auc(y, s, np.ones(500)) == pytest.approx(auc(y, s), abs=1e-12)
+    w = rng.integers(0, 4, 500)
+    assert weighted_auc(y, s, w) == pytest.approx(auc(np.repeat(y, w), np.repeat(s, w)), abs=1e-12)
 
-    def per_model(name: str) -> np.ndarray:
-        """(1 + R,) mean-over-domains AUC of one model."""
-        pred = np.load(pred_dir / f"{name}_seed0.npy")
-        return np.mean([_weighted_auc(labels[doms == d], pred[doms == d], w[:, doms == d])
-                        for d in np.unique(doms)], axis=0)
-
-    ref = per_model(base)
-    diff, se = {}, {}
-    for m in models:
-        d = per_model(m) - ref
-        diff[m], se[m] = float(d[0]), float(d[1:].std(ddof=1))
-    return diff, se
+    out = tmp_path / "run"
+    (out / "predictions").mkdir(parents=True)
+    dom = np.where(np.arange(500) % 2, "a", "b")
+    pd.DataFrame({C.REQUEST_ID: [f"r{i}" for i in range(500)], C.DOMAIN: dom,
+                  C.USER_ID: np.arange(500) // 3, C.LABEL: y, C.IS_COLD: False}).to_parquet(
+        out / "predictions" / "test_rows.parquet", index=False)
+    for seed in (0, 1):
+        np.save(out / "predictions" / f"good_seed{seed}.npy", s)
+        np.save(out / "predictions" / f"same_seed{seed}.npy", s)
+        np.save(out / "predictions" / f"shuffled_seed{seed}.npy", rng.permutation(s))
+    got = {c.a: c for c in compare([out], "good", draws=50)}
+    assert got["same"].diff == 0 and got["same"].se == 0 and got["same"].seeds == [0, 1]
+    assert got["shuffled"].diff < -5 * got["shuffled"].se < 0
 
 
 def test_coldstart_quick_on_amazon_files(tmp_path: Path) -> None:
