@@ -4,6 +4,7 @@ and source-domain behaviour sequences; time-based train/validation/test split wr
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +152,7 @@ def build_training_table(
     max_len: int = DEFAULT_MAX_LEN,
     base_logs: Path | None = None,
     train_end: str | None = None,
+    history_at: datetime | None = None,
 ) -> pd.DataFrame:
     """One row per target-domain impression of `logs`, ordered by (event_time, request_id, item_id).
 
@@ -159,6 +161,10 @@ def build_training_table(
     `train_end` (YYYY-MM-DD) is the first day outside the training window; is_cold is True when
     the user had no impression in the row's domain before it. Default: the last impression day.
     `base_logs` supplies behaviors/items (and the source domain rows) an onboarding zone lacks.
+    `history_at` (UTC) attaches every row the source history as of that time instead of as of the
+    row's own event_time: the cold-start protocol's "full source profile" (the paper's Table 3 and
+    the MF bridges use every source rating of a user). Never for serving-faithful data: a row then
+    sees source behaviour from after its own time.
     """
     logs = Path(logs)
     base_logs = Path(base_logs) if base_logs is not None else None
@@ -182,7 +188,14 @@ def build_training_table(
     table = pa.table(cols)
 
     snaps = sequence_snapshots(behaviors, items, domains, max_len)
-    table = attach_sequences(table, snaps)
+    if history_at is None:
+        table = attach_sequences(table, snaps)
+    else:
+        at = pa.array(np.full(table.num_rows, history_at), type=table.schema.field(C.EVENT_TIME).type)
+        keys = pa.table({C.USER_ID: table[C.USER_ID], C.EVENT_TIME: at})
+        seqs = attach_sequences(keys, snaps)
+        for name in sequence_columns():
+            table = table.append_column(name, seqs[name])
     return table.to_pandas(types_mapper=_list_to_arrow_dtype)
 
 

@@ -95,6 +95,10 @@ def coldstart_cmd(
     lr: float | None = typer.Option(None, "--lr", help="Learning rate of every model."),
     tune: bool | None = typer.Option(None, "--tune/--no-tune", help="Grid search on validation."),
     patience: int | None = typer.Option(None, "--patience", help=PATIENCE_HELP),
+    source_history: str = typer.Option(
+        "as-of", "--source-history",
+        help="Target rows see source ratings before their day (as-of, as serving) or all of them (full).",
+    ),
 ) -> None:
     """Cold-start rating transfer: CMF, EMCDR, SSCDR, PTUPCDR, DACDR and the rating baselines."""
     from dacdr.errors import existing_file, output_dir
@@ -116,7 +120,7 @@ def coldstart_cmd(
     cfg = budget(quick, device, epochs, batch_size, max_batches, lr, tune, steps, patience)
     try:
         res = coldstart(source, target, out, betas, seeds=seeds, quick=quick, models=model or None, cfg=cfg,
-                        fmt=fmt)
+                        fmt=fmt, source_history=source_history)
     except (ContractError, ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc

@@ -6,11 +6,13 @@ Splits are written as JSON manifests beside the results, so a run can be repeate
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features import contract as C
 from models.experiments.common import (
@@ -66,6 +68,17 @@ def coldstart_split(
     }
 
 
+SOURCE_HISTORIES = ("as-of", "full")
+
+
+def _after(logs: Path) -> datetime:
+    """A UTC time one day after the zone's last source behaviour (its source history is complete then)."""
+    from features.io import read_table
+
+    last = pc.max(read_table(logs, C.BEHAVIORS).column(C.EVENT_TIME)).as_py()
+    return last + timedelta(days=1)
+
+
 def coldstart(
     source: Path,
     target: Path,
@@ -76,9 +89,14 @@ def coldstart(
     models: list[str] | None = None,
     cfg: ExperimentConfig | None = None,
     fmt: str | None = None,
+    source_history: str = "as-of",
 ) -> pd.DataFrame:
     """Cold-start rating transfer on an Amazon (source, target) file pair; writes results.csv, report.md,
-    tuning.json and one split manifest per (beta, seed) under `out`. Returns the results frame."""
+    tuning.json and one split manifest per (beta, seed) under `out`. Returns the results frame.
+
+    source_history: "as-of" (each target row sees the user's source ratings before its own day, as
+    serving would) or "full" (every source rating of the user, as the MF bridges and the paper's
+    protocol use them). Source training rows always see only their own earlier history."""
     from features.dataset import DEFAULT_MAX_LEN, build_training_table, read_domains, training_schema
     from features.importers import import_amazon
     from features.io import read_table
@@ -92,10 +110,13 @@ def coldstart(
     check_run(names, COLDSTART_MODELS, seeds)
     check_config(cfg)
     check_betas(betas)
+    if source_history not in SOURCE_HISTORIES:
+        raise ValueError(f"source_history must be one of {SOURCE_HISTORIES}, got {source_history!r}")
     out.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
     summary = import_amazon(source, target, logs, fmt)
-    table = build_training_table(logs)  # every target rating with its time-ordered source history
+    # every target rating with its time-ordered source history (as of its day, or all of it)
+    table = build_training_table(logs, history_at=None if source_history == "as-of" else _after(logs))
     # no pandas metadata: it would record ArrowDtype names that to_pandas cannot parse back
     arrow = pa.Table.from_pandas(table, schema=training_schema(table), preserve_index=False)
     arrow = arrow.replace_schema_metadata(None)
@@ -184,5 +205,5 @@ def coldstart(
     results.to_csv(out / "results.csv", index=False)
     (out / "tuning.json").write_text(json.dumps({"chosen": chosen, "log": log}, indent=2, default=str) + "\n")
     absent = {n: absent_signals(n, signals) for n in names}
-    write_rating_report(results, out, cfg, quick, seeds, summary, log, signals, absent)
+    write_rating_report(results, out, cfg, quick, seeds, summary, log, signals, absent, source_history)
     return results

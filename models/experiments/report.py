@@ -71,8 +71,8 @@ def budget_line(cfg: ExperimentConfig, quick: bool, seeds: int) -> str:
              else f"epochs={cfg.epochs}, ")
     return (f"Budget: {'--quick ' if quick else ''}{steps}batch={cfg.batch_size}, lr={cfg.lr}, "
             f"patience={cfg.patience}, max_batches_per_epoch={cfg.max_batches_per_epoch}, "
-            f"embed_dim={cfg.embed_dim}, tuning={'on (first seed)' if cfg.tune else 'off'}, "
-            f"burn_in_days={cfg.burn_in_days}; seeds={seeds}.")
+            f"embed_dim={cfg.embed_dim}, tuning={'on (first seed)' if cfg.tune else 'off'}"
+            f"{f', burn_in_days={cfg.burn_in_days}' if cfg.burn_in_days else ''}; seeds={seeds}.")
 
 
 FAMILY_REASON: dict[str, str] = {
@@ -200,6 +200,7 @@ def write_rating_report(
     runs: list[dict] | None = None,
     signals: dict | None = None,
     absent: dict[str, list[str]] | None = None,
+    source_history: str = "as-of",
 ) -> Path:
     """report.md (MAE / RMSE mean ± std per model and beta, the paper's Table 3, the winner per beta,
     convergence and absent signals) and chart.png (RMSE against beta)."""
@@ -210,7 +211,9 @@ def write_rating_report(
         "# Cold-start rating transfer (paper Table 3)",
         "",
         f"Data: {summary.source_domain} -> {summary.target_domain}, {summary.users} users, "
-        f"{summary.overlap_users} overlapping; rows {summary.rows}.",
+        f"{summary.overlap_users} overlapping; rows {summary.rows}. Sequence models' target rows see "
+        + ("every source rating of the user (--source-history full)." if source_history == "full" else
+           "the user's source ratings before the row's day (--source-history as-of)."),
         f"{budget_line(cfg, quick, seeds)} Test = every target rating of the cold-start users; "
         "mean ± std over seeds (lower is better).",
         "",

@@ -370,3 +370,22 @@ def test_tiny_onboarding_zone(tiny_logs: Path, tmp_path: Path) -> None:
     test = pq.read_table(out / "test.parquet")
     assert pc.sum(pc.list_value_length(test[C.seq_col("browse", C.ITEM_ID)])).as_py() > 0
     _assert_no_leakage(test)
+
+
+def test_history_at_attaches_one_time_to_every_row(zone: Path) -> None:
+    """history_at: every row gets the snapshot as of that time (the user's whole history at the end),
+    equal to the as-of sequences of the user's latest row when that row comes after all behaviour."""
+    import pandas as pd
+
+    as_of = build_training_table(zone)
+    late = pd.Timestamp("2026-06-01", tz="UTC").to_pydatetime()
+    full = build_training_table(zone, history_at=late)
+    assert full.drop(columns=sequence_columns()).equals(as_of.drop(columns=sequence_columns()))
+    col = C.seq_col("browse", C.ITEM_ID)
+    lens = {k: f[col].map(len).groupby(f[C.USER_ID]).agg(["min", "max"])
+            for k, f in (("a", as_of), ("f", full))}
+    assert (lens["f"]["min"] == lens["f"]["max"]).all()  # one history per user, whatever the row's time
+    assert (lens["f"]["max"] >= lens["a"]["max"]).all() and (lens["f"]["max"] > lens["a"]["min"]).any()
+    # the zone's last day has impressions and behaviour: a snapshot as of a time after it holds more
+    # than any row of that day can see, so as-of and full differ somewhere
+    assert not full[col].map(tuple).equals(as_of[col].map(tuple))

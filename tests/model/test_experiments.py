@@ -177,6 +177,7 @@ def test_whole_zoo_runs_on_a_poor_source_zone(kind: str, tiny_logs: Path, tmp_pa
         (["multidomain", "--lr", "0"], "lr must be > 0"),
         (["multidomain", "--patience", "0"], "patience must be >= 1"),
         (["coldstart", "--patience", "0"], "patience must be >= 1"),
+        (["coldstart", "--source-history", "later"], "source_history must be one of"),
     ],
 )
 def test_invalid_arguments_fail_before_any_training(cmd: list[str], message: str, tmp_path: Path) -> None:
