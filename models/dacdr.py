@@ -190,10 +190,9 @@ class DACDR(nn.Module):
         """
         packed, e_d, domain = user["packed"], user["e_d"], user["domain"]
         seq, side = user["seq"], user["side"]
-        if owner is not None:  # C candidates of U users: repeat each user's elements per candidate
+        src = None
+        if owner is not None:  # C candidates of U users: candidate elements point at their user's
             packed, src = packed.expand(owner)
-            seq = {k: v.index_select(0, src) for k, v in seq.items()}
-            side = {k: v.index_select(0, src) for k, v in side.items()}
             e_d, domain = e_d.index_select(0, owner), domain.index_select(0, owner)
         # e_v (C, 4k): target item with its side info
         e_v = torch.cat(
@@ -202,9 +201,10 @@ class DACDR(nn.Module):
             dim=-1,
         )
         # (C,NB,A), (C,NB,X), (C,NB,L), (C,NB,L)
-        z_seq, _, ad_seq, ai_seq = self.attn_seq.candidate_side(seq, self.behavior_seq.weight, packed, e_v)
+        z_seq, _, ad_seq, ai_seq = self.attn_seq.candidate_side(
+            seq, self.behavior_seq.weight, packed, e_v, src)
         z_side, pooled_side, ad_side, ai_side = self.attn_side.candidate_side(
-            side, self.behavior_side.weight, packed, e_v)
+            side, self.behavior_side.weight, packed, e_v, src)
         e_seq = self.norm_seq(z_seq).flatten(1)  # (C,NB*A): per-behaviour outputs, concatenated
         e_side = self.norm_side(z_side).flatten(1)  # (C,NB*A)
         u_hat = self.encoder(torch.cat([e_seq, e_side, e_d], dim=-1))  # (C,k) eq. 6

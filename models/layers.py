@@ -155,8 +155,8 @@ class DomainAwareCrossAttention(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """What depends on the user's sequence and the domain only, per real element (N, ...).
 
-        x (N,X) elements without the behaviour term, beh_seg (N,X) their behaviour term, alpha_d (N,)
-        step-1 weights, c (N,) = n * alpha_d, k2 (N,A) normalised step-2 keys (when IA is on).
+        x (N,X) elements without the behaviour term, alpha_d (N,) step-1 weights, c (N,) = n * alpha_d,
+        k2 (N,A) normalised step-2 keys (when IA is on).
         Serving computes this once per (user, domain) and reuses it for every candidate.
         """
         NB = packed.shape[1]
@@ -170,30 +170,47 @@ class DomainAwareCrossAttention(nn.Module):
         else:
             alpha_d = 1.0 / n
         # e1_j = c_j * (X_j W1V); uniform attention -> c_j = 1
-        out = {"x": x, "beh_seg": beh_seg, "alpha_d": alpha_d, "c": n * alpha_d}
+        out = {"x": x, "alpha_d": alpha_d, "c": n * alpha_d}
         if self.use_ia:
             # (X_j W1V) W2K, normalised: c_j cancels in the cosine
             out["k2"] = F.normalize(self.w2_k(self.w1_v(x + beh_seg)), dim=-1)
         return out
 
     def candidate_side(
-        self, user: dict[str, torch.Tensor], beh: torch.Tensor, packed: PackedSeq, e_v: torch.Tensor
+        self, user: dict[str, torch.Tensor], beh: torch.Tensor, packed: PackedSeq, e_v: torch.Tensor,
+        src: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Step 2 for each candidate: `user` from user_side, gathered to `packed` (C,NB,L)'s elements,
-        e_v (C,V) -> e_z (C,NB,A), pooled (C,NB,X), alpha_D (C,NB,L), alpha_I (C,NB,L) (see forward)."""
+        """Step 2 for each candidate: `user` from user_side, e_v (C,V) -> e_z (C,NB,A), pooled (C,NB,X),
+        alpha_D (C,NB,L), alpha_I (C,NB,L) (see forward). `packed` packs the candidates' (C,NB,L)
+        elements; element i is the user's element src[i] (None: the same elements, one candidate per row).
+
+        With src the user's elements are never copied per candidate: scores gather the (N',) pairs,
+        and pooling is one sparse (C*NB, N) x (N, X) product instead of a gather of (N', X) rows.
+        """
         C, NB, _ = packed.shape
         n = packed.count
+
+        def per_pair(t: torch.Tensor) -> torch.Tensor:
+            return t if src is None else t.index_select(0, src)
+
         if self.use_ia:
-            qn = F.normalize(self.w2_q(e_v), dim=-1).index_select(0, packed.row)  # (N,A)
-            s2 = self.log_tau2.exp() * (qn * user["k2"]).sum(-1)
+            qn = F.normalize(self.w2_q(e_v), dim=-1).index_select(0, packed.row)  # (N',A)
+            s2 = self.log_tau2.exp() * (qn * per_pair(user["k2"])).sum(-1)
             alpha_i = segment_softmax(s2, packed)
         else:
             alpha_i = 1.0 / n
-        w = alpha_i * user["c"]  # (N,)
-        pooled = packed.segment_sum(w.unsqueeze(-1) * user["x"]).view(C, NB, -1)  # (C,NB,X) sum_j w_j X_j
+        w = alpha_i * per_pair(user["c"])  # (N',)
+        if src is None:
+            pooled = packed.segment_sum(w.unsqueeze(-1) * user["x"])  # (C*NB,X) sum_j w_j X_j
+        else:
+            weights = torch.sparse_coo_tensor(  # indices in range by construction (expand): no check
+                torch.stack([packed.seg, src]), w, (packed.n_seg, len(user["x"])), check_invariants=False
+            )  # (C*NB, N): w at (candidate's segment, user element)
+            pooled = torch.sparse.mm(weights, user["x"])
+        pooled = pooled.view(C, NB, -1)  # (C,NB,X)
         with_beh = pooled + packed.segment_sum(w).view(C, NB, 1) * beh  # + behaviour term
         e_z = self.w2_v(self.w1_v(with_beh))  # (C,NB,A); an empty sequence gives 0
-        return e_z, pooled, packed.scatter(user["alpha_d"]), packed.scatter(alpha_i)
+        return e_z, pooled, packed.scatter(per_pair(user["alpha_d"])), packed.scatter(alpha_i)
 
     def forward(
         self, parts: list[torch.Tensor], beh: torch.Tensor, packed: PackedSeq, e_d: torch.Tensor,

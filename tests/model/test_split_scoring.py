@@ -82,5 +82,6 @@ def test_split_scoring_equals_forward(spec_batch, overrides: dict) -> None:
         want = model(rows)
         got = model.score(model.encode_user(users), items, owner)
     assert got.shape == (Cn,)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # float32 sums in another order (a sparse product pools the split path): rounding, not a formula
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     assert want.std() > 1e-3  # the comparison is between outputs that vary
