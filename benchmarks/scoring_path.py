@@ -60,21 +60,14 @@ def measure(ranker, qs: list, repeats: int) -> dict[str, np.ndarray]:  # noqa: A
 
 def main() -> None:
     """Prepare (as benchmarks/serving.py), then time both paths per candidate count."""
-    from serving import env_for, prepare, workload
+    from serving import add_prepare_args, prepared, workload
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workdir", type=Path, default=Path("/tmp/dacdr_bench_serving"))
-    ap.add_argument("--preset", default="tiny")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=2)
+    add_prepare_args(ap)
     ap.add_argument("--candidates", default="1,10,100,1000")
     ap.add_argument("--repeats", type=int, default=200, help="timed queries per path and size")
     args = ap.parse_args()
-
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    env = env_for(args.workdir)
-    os.environ.update({k: v for k, v in env.items() if k.startswith(("BENTOML_", "DACDR_"))})
-    tags = prepare(args.workdir, args.preset, args.seed, args.epochs, None)
+    tags = prepared(args)
 
     import torch
 

@@ -246,14 +246,28 @@ def floor(tags: dict[str, str], queries: list[dict], seconds: float, max_request
     )
 
 
-def main() -> None:
-    """Parse arguments, prepare, measure, print figures and ratios."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_prepare_args(ap: argparse.ArgumentParser) -> None:
+    """The options of `prepare` (shared with benchmarks/scoring_path.py)."""
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/dacdr_bench_serving"))
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--domain", default=None, help="target domain to serve (default: the first)")
+
+
+def prepared(args: argparse.Namespace) -> dict[str, str]:
+    """Point this process at the workdir's BentoML home and store, then `prepare` (each step once)."""
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    os.environ.update(
+        {k: v for k, v in env_for(args.workdir).items() if k.startswith(("BENTOML_", "DACDR_"))}
+    )
+    return prepare(args.workdir, args.preset, args.seed, args.epochs, args.domain)
+
+
+def main() -> None:
+    """Parse arguments, prepare, measure, print figures and ratios."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_prepare_args(ap)
     ap.add_argument("--candidates", type=int, default=100)
     ap.add_argument("--concurrency", default="1,8,32")
     ap.add_argument("--seconds", type=float, default=10.0, help="time budget per run")
@@ -268,11 +282,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="write the results here too")
     args = ap.parse_args()
 
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    os.environ.update(
-        {k: v for k, v in env_for(args.workdir).items() if k.startswith(("BENTOML_", "DACDR_"))}
-    )
-    tags = prepare(args.workdir, args.preset, args.seed, args.epochs, args.domain)
+    tags = prepared(args)
     queries = workload(tags["feast"], tags["domain"], 200, args.candidates, args.seed)
     levels = [int(c) for c in args.concurrency.split(",")]
     print(f"# machine: {os.cpu_count()} cpus; load avg {os.getloadavg()[0]:.2f}; bento {tags['bento']}")
