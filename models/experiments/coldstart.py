@@ -71,12 +71,9 @@ def coldstart_split(
 SOURCE_HISTORIES = ("as-of", "full")
 
 
-def _after(logs: Path) -> datetime:
-    """A UTC time one day after the zone's last source behaviour (its source history is complete then)."""
-    from features.io import read_table
-
-    last = pc.max(read_table(logs, C.BEHAVIORS).column(C.EVENT_TIME)).as_py()
-    return last + timedelta(days=1)
+def _after(behaviors: pa.Table) -> datetime:
+    """A UTC time one day after the last source behaviour (the source history is complete then)."""
+    return pc.max(behaviors.column(C.EVENT_TIME)).as_py() + timedelta(days=1)
 
 
 def coldstart(
@@ -115,8 +112,9 @@ def coldstart(
     out.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
     summary = import_amazon(source, target, logs, fmt)
+    behaviors = read_table(logs, C.BEHAVIORS)
     # every target rating with its time-ordered source history (as of its day, or all of it)
-    table = build_training_table(logs, history_at=None if source_history == "as-of" else _after(logs))
+    table = build_training_table(logs, history_at=None if source_history == "as-of" else _after(behaviors))
     # no pandas metadata: it would record ArrowDtype names that to_pandas cannot parse back
     arrow = pa.Table.from_pandas(table, schema=training_schema(table), preserve_index=False)
     arrow = arrow.replace_schema_metadata(None)
@@ -131,7 +129,7 @@ def coldstart(
         "domain_features": C.domain_feature_columns(doms.columns.tolist()),
         "domains": {r[C.DOMAIN]: {"task": r[C.TASK], "role": r[C.ROLE]} for _, r in doms.iterrows()},
     }
-    beh_users = read_table(logs, C.BEHAVIORS).column(C.USER_ID).to_numpy()
+    beh_users = behaviors.column(C.USER_ID).to_numpy()
     dev = resolve_device(cfg.device)
     user_col = arrow.column(C.USER_ID).to_numpy()
     rows, log, chosen = [], [], {}
