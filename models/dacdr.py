@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from models.layers import DomainAwareCrossAttention, PackedSeq, mlp, small_init
+from models.layers import DomainAwareCrossAttention, PackedSeq, mlp, small_init, with_rating_offset
 from models.spec import FeatureSpec
 
 # module-name prefixes trained by fine-tuning (paper 3.5): e_d, target item table, W^Q/W^K/W^V (with
@@ -244,9 +244,8 @@ class DACDR(nn.Module):
         Equal to forward on the rows repeated per candidate (tests/model/test_split_scoring.py).
         """
         raw = self.encode_candidates(user, items, owner)["raw"]
-        return raw + self.cfg.rating_offset * (user["task"].index_select(0, owner) == 1).to(raw.dtype)
+        return with_rating_offset(raw, user["task"].index_select(0, owner), self.cfg.rating_offset)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B,) logits for ctr rows, ratings for rating rows."""
-        raw = self.encode(batch)["raw"]
-        return raw + self.cfg.rating_offset * (batch["task"] == 1).to(raw.dtype)
+        return with_rating_offset(self.encode(batch)["raw"], batch["task"], self.cfg.rating_offset)

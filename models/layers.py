@@ -25,6 +25,11 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int, dropout: float) -> nn.Sequ
     return nn.Sequential(*relu_mlp(in_dim, hidden, dropout), nn.Linear(last, out_dim))
 
 
+def with_rating_offset(raw: torch.Tensor, task: torch.Tensor, offset: float) -> torch.Tensor:
+    """Logits for ctr rows (task 0) as they are; rating rows (task 1) predict offset + raw."""
+    return raw + offset * (task == 1).to(raw.dtype)
+
+
 def small_init(module: nn.Module, std: float = 0.05) -> None:
     """N(0, std) for every embedding of `module`, padding row zero (N(0,1) rows swamp concatenations)."""
     for m in module.modules():

@@ -22,6 +22,11 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def to_outputs(raw: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+    """Model outputs -> predictions: probabilities for ctr rows (task 0), ratings as they are."""
+    return torch.where(task == 0, torch.sigmoid(raw), raw)
+
+
 @torch.no_grad()
 def predict_tensors(
     model: nn.Module, batch: dict[str, torch.Tensor], batch_size: int, device: torch.device
@@ -37,7 +42,7 @@ def predict_tensors(
         part = {k: v.to(device, non_blocking=True) for k, v in part.items()}
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
             raw = model(part).float()
-        pred = torch.where(part["task"] == 0, torch.sigmoid(raw), raw)
+        pred = to_outputs(raw, part["task"])
         out[lo: lo + len(raw)] = pred.cpu().numpy()
     model.train(was_training)
     return out
@@ -56,7 +61,7 @@ def predict_split(
     own = torch.from_numpy(np.ascontiguousarray(owner, dtype=np.int64))
     users = trim_padding(users)
     raw = model.score(model.encode_user(users), items, own).float()
-    pred = torch.where(users["task"].index_select(0, own) == 0, torch.sigmoid(raw), raw)
+    pred = to_outputs(raw, users["task"].index_select(0, own))
     if was_training:
         model.train()
     return pred.numpy().astype(np.float64)

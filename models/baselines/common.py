@@ -15,7 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import PackedSeq, relu_mlp, small_init  # noqa: F401  (the baselines import these here)
+from models.layers import (  # noqa: F401  (the baselines import these here)
+    PackedSeq,
+    relu_mlp,
+    small_init,
+    with_rating_offset,
+)
 from models.spec import FeatureSpec
 
 
@@ -109,8 +114,7 @@ class BaselineModel(nn.Module):
 
     def finish(self, raw: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """raw (B,) -> logits for ctr rows, ratings for rating rows."""
-        raw = raw + self.global_bias
-        return raw + self.cfg.rating_offset * (batch["task"] == 1).to(raw.dtype)
+        return with_rating_offset(raw + self.global_bias, batch["task"], self.cfg.rating_offset)
 
 
 class InputEmbeddings(nn.Module):
