@@ -256,7 +256,10 @@ def add_prepare_args(ap: argparse.ArgumentParser) -> None:
 
 
 def prepared(args: argparse.Namespace) -> dict[str, str]:
-    """Point this process at the workdir's BentoML home and store, then `prepare` (each step once)."""
+    """Set this process's threads, point it at the workdir's BentoML home and store, then `prepare`."""
+    from dacdr.threads import configure
+
+    configure()  # $DACDR_THREADS, else half the cores: simulate/train/materialize run in this process
     args.workdir.mkdir(parents=True, exist_ok=True)
     os.environ.update(
         {k: v for k, v in env_for(args.workdir).items() if k.startswith(("BENTOML_", "DACDR_"))}
