@@ -53,6 +53,7 @@ from dacdr.threads import configure as configure_threads
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
+    import torch
     from feast import FeatureService, FeatureStore
     from torch import nn
 
@@ -402,14 +403,10 @@ class Ranker:
     def predict(self, queries: Sequence[Query]) -> tuple[np.ndarray, np.ndarray]:
         """Scores of every candidate row in request order, and per-query cold flags.
 
-        DACDR: the user half once per distinct user (one row per user, tensorized from the online
-        read), the candidates batched against it (models.predict.predict_split, equal to forward).
+        DACDR: the user half once per distinct user, tensorized straight from the packed view's
+        blobs, the candidates batched against it (models.predict.predict_split, equal to forward).
         Other zoo models: the frame of every (user, candidate) row through models.predict.predict.
         """
-        import numpy as np
-        import pyarrow as pa
-
-        from features import contract as C
         from models.dacdr import DACDR
         from models.predict import predict, predict_split
 
@@ -417,13 +414,37 @@ class Ranker:
             frame, cold = self.frame(queries)
             with self.lock:  # one forward pass at a time per process; torch runs it on one thread
                 return predict(self.model, self.spec, frame, batch_size=PREDICT_BATCH, device="cpu"), cold
-        utbl, owner, itbl, cold = self.read(queries)
-        first = np.unique(owner, return_index=True)[1]  # each user's first candidate row
-        times = pa.array([queries[0].event_time] * len(first), type=C.TIMESTAMP)  # not read by the model
-        users = self.spec.tensorize(self.join(utbl, owner[first], itbl.take(pa.array(first)), times))
-        items = self.spec.tensorize_items(itbl)
+        users, owner, items = self.read_tensors(queries)
+        cold = ~(users["seq_item"] != 0).flatten(1).any(dim=1).numpy()  # per distinct user
         with self.lock:
-            return predict_split(self.model, users, items, owner), cold
+            return predict_split(self.model, users, items, owner), cold[self.query_users(queries)[1]]
+
+    @staticmethod
+    def query_users(queries: Sequence[Query]) -> tuple[np.ndarray, np.ndarray]:
+        """The queries' distinct users (first-seen order) and each query's index among them."""
+        import numpy as np
+        import pandas as pd
+
+        ids = np.array([q.user_id for q in queries], dtype=np.int64)
+        users = pd.unique(ids)
+        return users, pd.Index(users).get_indexer(ids)
+
+    def read_tensors(
+        self, queries: Sequence[Query]
+    ) -> tuple[dict[str, torch.Tensor], np.ndarray, dict[str, torch.Tensor]]:
+        """DACDR's inputs with no frame: the user half's tensors from one read of the packed view
+        (one row per distinct user), owner (the user row of every candidate) and the candidates'."""
+        import numpy as np
+
+        from features.store import domain_values, packed_sequences
+
+        users, uidx = self.query_users(queries)
+        blobs = packed_sequences(self.store, users.tolist())
+        domain = self.spec.domain_batch(self.domain, domain_values(self.store, self.domain))
+        lens = np.array([len(q.item_ids) for q in queries], dtype=np.int64)
+        items = np.concatenate([np.asarray(q.item_ids, dtype=np.int64) for q in queries])
+        item_t = self.spec.tensorize_items(self.item_rows(items))
+        return self.spec.tensorize_users(blobs, domain), np.repeat(uidx, lens), item_t
 
     def score(self, queries: Sequence[Query]) -> tuple[list[np.ndarray], list[bool]]:
         """Scores of every query's candidates (in request order) and whether each user was cold."""

@@ -56,6 +56,7 @@ _ARROW: dict[str, pa.DataType] = {
     "Int64": pa.int64(),
     "Float64": pa.float64(),
     "String": pa.string(),
+    "Bytes": pa.binary(),
 }
 
 _TEMPLATE = Path(__file__).parent / REPO_DIRNAME / YAML_NAME
@@ -137,8 +138,12 @@ def feast_connection_string(redis_url: str) -> str:
 def _online_block(online: OnlineConfig) -> str:
     """The online_store section of feature_store.yaml (indented two spaces)."""
     if online.kind == ONLINE_REDIS:
+        from features.feature_repo.pipelined_redis import STORE_TYPE as REDIS_TYPE
+
         assert online.redis_url is not None
-        return f'  type: redis\n  connection_string: "{feast_connection_string(online.redis_url)}"'
+        # Feast's redis store with pipelined writes of serialized batches (pipelined_redis.py)
+        url = feast_connection_string(online.redis_url)
+        return f'  type: {REDIS_TYPE}\n  connection_string: "{url}"'
     from features.feature_repo.batched_sqlite import STORE_TYPE
 
     # Feast's SQLite store with batched writes (same tables and reads; see batched_sqlite.py)
@@ -259,16 +264,20 @@ def build(
         DOMAINS_FILE,
         ITEMS_FILE,
         USER_ACTIVITY_FILE,
+        USER_PACKED_FILE,
         USER_SEQUENCES_FILE,
     )
+    from features.packed import packed_snapshots
     from features.sequences import DEFAULT_MAX_LEN, sequence_snapshots
 
     max_len = DEFAULT_MAX_LEN if max_len is None else max_len
     behaviors = io.read_table(logs, C.BEHAVIORS)
     items = io.read_table(logs, C.ITEMS)
     domains = io.read_table(logs, C.DOMAINS)
+    snapshots = sequence_snapshots(behaviors, items, domains, max_len)
     tables = {
-        USER_SEQUENCES_FILE: sequence_snapshots(behaviors, items, domains, max_len),
+        USER_SEQUENCES_FILE: snapshots,
+        USER_PACKED_FILE: packed_snapshots(snapshots),
         USER_ACTIVITY_FILE: activity_snapshots(behaviors, domains),
         ITEMS_FILE: _dimension_with_valid_from(items),
         DOMAINS_FILE: domain_table(domains),
@@ -339,9 +348,15 @@ def online_store_file(workdir: Path | str) -> Path | None:
 
 def online_tables(views: tuple[str, ...] | None = None) -> list[str]:
     """The SQLite online tables Feast keeps for dacdr's feature views (project_view)."""
-    from features.feature_repo.views import DOMAIN_FEATURES, ITEM_SIDE_INFO, USER_ACTIVITY, USER_SEQUENCES
+    from features.feature_repo.views import (
+        DOMAIN_FEATURES,
+        ITEM_SIDE_INFO,
+        USER_ACTIVITY,
+        USER_PACKED,
+        USER_SEQUENCES,
+    )
 
-    views = views or (USER_SEQUENCES, USER_ACTIVITY, ITEM_SIDE_INFO, DOMAIN_FEATURES)
+    views = views or (USER_SEQUENCES, USER_ACTIVITY, USER_PACKED, ITEM_SIDE_INFO, DOMAIN_FEATURES)
     return [f"{PROJECT}_{v}" for v in views]
 
 
@@ -402,9 +417,10 @@ def materialize(workdir: Path | str, end: datetime | None = None) -> Materialize
     """Load the latest row per entity up to `end` (default now) into the online store, incrementally.
 
     Each snapshot view resumes where its last materialization ended; the dimension views (items,
-    domains) are reloaded whole, since their rows are stamped EPOCH. Rows are read from the duckdb
-    offline store and written with large online_write_batch calls (the fast path; see
-    docs/feature-store.md), then the interval is recorded in the registry like Feast does.
+    domains) are reloaded whole, since their rows are stamped EPOCH. The latest rows come from one
+    duckdb query per view (latest_rows), are serialized column-wise (features.feature_repo.wire:
+    the bytes Feast would write, tested) and written in large batches (docs/feature-store.md);
+    then the interval is recorded in the registry like Feast does.
     """
     from features.feature_repo.views import DOMAIN_FEATURES, ITEM_SIDE_INFO
 
@@ -428,6 +444,11 @@ def materialize(workdir: Path | str, end: datetime | None = None) -> Materialize
     return MaterializeResult(rows=rows, end=end, seconds=time.perf_counter() - t0)
 
 
+def _naive_utc(ts: datetime) -> datetime:
+    """A naive datetime holding UTC (how Feast's stores and the parquet timestamps compare)."""
+    return _utc(ts).replace(tzinfo=None)
+
+
 def _utc(ts: datetime) -> datetime:
     """A timezone-aware UTC datetime (naive means UTC)."""
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
@@ -435,58 +456,67 @@ def _utc(ts: datetime) -> datetime:
 
 def _materialize_view(store: FeatureStore, fv: FeatureView, start: datetime, end: datetime) -> int:
     """Write the latest row per entity of `fv` within [start, end] to the online store; returns rows."""
+    from feast import FileSource
+    from feast.utils import _convert_arrow_to_proto
+
+    from features.feature_repo.serialized import serialize_batch
+
     provider = store._get_provider()
     source = fv.batch_source
-    join_keys = {e.name: e.dtype.to_value_type() for e in fv.entity_columns}
-    job = provider.offline_store.pull_latest_from_table_or_query(
-        config=store.config,
-        data_source=source,
-        join_key_columns=list(join_keys),
-        feature_name_columns=[f.name for f in fv.features],
-        timestamp_field=source.timestamp_field,
-        created_timestamp_column=source.created_timestamp_column,
-        start_date=start,
-        end_date=end,
-    )
-    table = job.to_arrow()
+    keys = [e.name for e in fv.entity_columns]
+    features = [f.name for f in fv.features]
+    if isinstance(source, FileSource) and source.created_timestamp_column in (None, ""):
+        table = latest_rows(source.path, keys, features, source.timestamp_field, start, end)
+    else:  # any other source: Feast's offline store
+        table = provider.offline_store.pull_latest_from_table_or_query(
+            config=store.config,
+            data_source=source,
+            join_key_columns=keys,
+            feature_name_columns=features,
+            timestamp_field=source.timestamp_field,
+            created_timestamp_column=source.created_timestamp_column,
+            start_date=start,
+            end_date=end,
+        ).to_arrow()
+    online = provider.online_store
+    version = store.config.entity_key_serialization_version
     for batch in table.to_batches(max_chunksize=WRITE_BATCH_ROWS):
-        provider.online_write_batch(store.config, fv, to_online_rows(batch, fv), None)
+        if hasattr(online, "write_serialized"):  # dacdr's stores: bytes built column-wise (wire.py)
+            online.write_serialized(store.config, fv, serialize_batch(batch, fv, version))
+        else:  # any other Feast online store: Feast's own converter and writer
+            types = {e.name: e.dtype.to_value_type() for e in fv.entity_columns}
+            rows = _convert_arrow_to_proto(batch, fv, types)
+            provider.online_write_batch(store.config, fv, rows, None)
     return table.num_rows
 
 
-def to_online_rows(batch: pa.RecordBatch, fv: FeatureView) -> list[tuple]:
-    """The (entity key, {feature: ValueProto}, event ts, created ts) tuples online_write_batch takes.
+def latest_rows(
+    path: str, keys: list[str], features: list[str], ts_field: str, start: datetime, end: datetime
+) -> pa.Table:
+    """The latest row per key of a parquet source with start <= ts <= end (Feast's pull_latest).
 
-    Same protos as Feast's own converter (feast.utils._convert_arrow_to_proto; a test checks it),
-    built column-wise from arrow's C-level to_pylist instead of per-element sanitising: the
-    conversion is the bulk of materialization time for 25 array features.
+    One duckdb GROUP BY with arg_max per column: ~3.5x faster than the window query Feast's
+    duckdb offline store runs (row_number() over each key), and the same rows, because a source
+    holds one row per (key, timestamp) (build() writes them so; a test compares the two).
     """
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-    from feast.protos.feast.types.Value_pb2 import Int64List
-    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+    import duckdb
 
-    def protos(values: list, dtype: str) -> list:
-        """ValueProtos of one column (None -> empty ValueProto, as Feast does)."""
-        if dtype == "Array(Int64)":
-            return [
-                ValueProto() if v is None else ValueProto(int64_list_val=Int64List(val=v)) for v in values
-            ]
-        kind = {"Int64": "int64_val", "Float64": "double_val", "String": "string_val"}[dtype]
-        return [ValueProto() if v is None else ValueProto(**{kind: v}) for v in values]
+    def q(name: str) -> str:
+        """A quoted SQL identifier."""
+        return '"' + name.replace('"', '""') + '"'
 
-    (key_name,) = [e.name for e in fv.entity_columns]  # every dacdr view has one join key
-    key_type = str(fv.entity_columns[0].dtype)
-    keys = [
-        EntityKeyProto(join_keys=[key_name], entity_values=[p])
-        for p in protos(batch.column(key_name).to_pylist(), key_type)
-    ]
-    names = [f.name for f in fv.features]
-    cols = [protos(batch.column(f.name).to_pylist(), str(f.dtype)) for f in fv.features]
-    times = batch.column(fv.batch_source.timestamp_field).to_pylist()
-    return [
-        (k, dict(zip(names, vals, strict=True)), t, None)
-        for k, t, *vals in zip(keys, times, *cols, strict=True)
-    ]
+    ts = q(ts_field)
+    latest = [f"arg_max({q(f)}, {ts}) AS {q(f)}" for f in features]
+    cols = ", ".join([*map(q, keys), f"max({ts}) AS {ts}", *latest])
+    con = duckdb.connect(config={"threads": duckdb_threads()})
+    try:
+        return con.sql(
+            f"SELECT {cols} FROM read_parquet($path) "
+            f"WHERE {ts}::TIMESTAMP >= $start AND {ts}::TIMESTAMP <= $end GROUP BY ALL ORDER BY ALL",
+            params={"path": path, "start": _naive_utc(start), "end": _naive_utc(end)},
+        ).to_arrow_table()
+    finally:
+        con.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -533,6 +563,36 @@ def item_features(store_or_workdir: FeatureStore | Path | str, item_ids: list[in
         entity_rows={C.ITEM_ID: ids},
     )
     return _typed_table(response.to_arrow(), [C.ITEM_ID], view).to_pandas(types_mapper=_pandas_type)
+
+
+def packed_sequences(store_or_workdir: FeatureStore | Path | str, user_ids: list[int]) -> list[bytes | None]:
+    """Users' packed sequence blobs (features.packed) in one online read of the packed view (None: unseen)."""
+    from features.feature_repo.views import PACKED_SEQUENCES, USER_PACKED
+
+    store = _as_store(store_or_workdir)
+    response = store.get_online_features(
+        features=[f"{USER_PACKED}:{PACKED_SEQUENCES}"], entity_rows={C.USER_ID: [int(u) for u in user_ids]}
+    )
+    return response.to_dict()[PACKED_SEQUENCES]
+
+
+def domain_values(store_or_workdir: FeatureStore | Path | str, domain: str) -> dict[str, str | None]:
+    """A domain's row of the domain view (role, task, d_<feature>; all None for an unknown domain),
+    read at most once per _OBJECT_TTL_S per store: it is a dimension row every request needs."""
+    from features.feature_repo.views import DOMAIN_FEATURES
+
+    store = _as_store(store_or_workdir)
+    C.check_domain_name(domain)
+
+    def read() -> dict[str, str | None]:
+        """One online read of the domain's row."""
+        view = store.get_feature_view(DOMAIN_FEATURES, allow_registry_cache=True)
+        got = store.get_online_features(
+            features=[f"{DOMAIN_FEATURES}:{f.name}" for f in view.features], entity_rows={C.DOMAIN: [domain]}
+        ).to_dict()
+        return {f.name: got[f.name][0] for f in view.features}
+
+    return _cached(store, f"{DOMAIN_FEATURES}/{domain}", read)
 
 
 # Registry objects per open store, refreshed after the registry's own cache ttl: parsing the

@@ -328,6 +328,40 @@ class FeatureSpec:
             raise ValueError(f"item table is missing column(s) {missing}")
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self._item_arrays(tbl).items()}
 
+    def domain_batch(self, domain: str, features: dict[str, str | None]) -> dict[str, np.ndarray]:
+        """One row of a domain's keys (domain, domain_feats, task) from its domain-view values."""
+        if domain not in self.domain_tasks:
+            raise ValueError(f"domain {domain!r} has no task in the feature spec")
+        feats = [self.feature_vocabs[f].lookup([features.get(C.domain_feature_col(f))])
+                 for f in self.domain_features]
+        return {
+            "domain": self.domains.lookup([domain]),
+            "domain_feats": np.stack(feats, axis=1) if feats else np.zeros((1, 0), np.int64),
+            "task": np.array([TASK_INDEX[self.domain_tasks[domain]]], dtype=np.int64),
+        }
+
+    def tensorize_users(
+        self, blobs: list[bytes | None], domain: dict[str, np.ndarray]
+    ) -> dict[str, torch.Tensor]:
+        """The user half's keys (seq_*, domain, domain_feats, task) of U users straight from their
+        packed-view blobs (features.packed), for one domain_batch: serving's read, no frame.
+        Equals tensorize's keys for the same users and domain (tests/model/test_split_scoring.py)."""
+        from features.packed import unpack_padded
+
+        fields = list(SEQ_KEYS)
+        raw, mask = unpack_padded(blobs, self.behaviors, fields, self.max_len)
+        vocabs = {C.ITEM_ID: self.items, C.CATEGORY_ID: self.categories, C.BRAND_ID: self.brands,
+                  C.SHOP_ID: self.shops, C.VALUE: self.values}
+        out: dict[str, torch.Tensor] = {}
+        for i, f in enumerate(fields):
+            idx = np.zeros(mask.shape, dtype=np.int32)
+            idx[mask] = vocabs[f].lookup(raw[i][mask])
+            out[SEQ_KEYS[f]] = torch.from_numpy(idx)
+        u = len(blobs)
+        for key, row in domain.items():
+            out[key] = torch.from_numpy(np.ascontiguousarray(np.repeat(row, u, axis=0)))
+        return out
+
     def tensorize(self, df: pd.DataFrame | pa.Table) -> dict[str, torch.Tensor]:
         """A training-table frame -> the batch dict documented in the module docstring."""
         tbl = _as_table(df)

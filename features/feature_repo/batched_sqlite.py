@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime
+from itertools import repeat
 from typing import Any
 
 from feast import FeatureView
@@ -28,6 +29,8 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
 from feast.utils import to_naive_utc
 from pydantic import StrictInt, StrictStr
+
+from features.feature_repo.serialized import SerializedBatch
 
 STORE_TYPE = "features.feature_repo.batched_sqlite.BatchedSqliteOnlineStore"
 
@@ -67,15 +70,7 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
             super().online_write_batch(config, table, data, progress)
             return
         conn = self._get_conn(config)
-        name = _quote_id(
-            _table_id(config.project, table, config.registry.enable_online_feature_view_versioning)
-        )
-        sql = (
-            f"INSERT INTO {name} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
-            "value = excluded.value, value_text = excluded.value_text, "
-            "event_ts = excluded.event_ts, created_ts = excluded.created_ts;"
-        )
+        sql = self._upsert_sql(config, table)
         version = config.entity_key_serialization_version
         rows = []
         for entity_key, values, timestamp, created_ts in data:
@@ -97,3 +92,28 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
             conn.executemany(sql, rows)
         if progress:
             progress(len(data))
+
+    @staticmethod
+    def _upsert_sql(config: RepoConfig, table: FeatureView) -> str:
+        """The upsert of one (entity, feature) row into the view's table (Feast's columns)."""
+        name = _quote_id(
+            _table_id(config.project, table, config.registry.enable_online_feature_view_versioning)
+        )
+        return (
+            f"INSERT INTO {name} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
+            "value = excluded.value, value_text = excluded.value_text, "
+            "event_ts = excluded.event_ts, created_ts = excluded.created_ts;"
+        )
+
+    def write_serialized(self, config: RepoConfig, table: FeatureView, batch: SerializedBatch) -> None:
+        """Upsert an already serialized batch (features.feature_repo.serialized) in one transaction."""
+        conn = self._get_conn(config)
+        sql = self._upsert_sql(config, table)
+        none = [None] * len(batch.keys)
+        with conn:
+            for name, values in batch.values.items():
+                texts = batch.texts[name] or none
+                names = repeat(name, len(none))
+                rows = zip(batch.keys, names, values, texts, batch.event_ts, none, strict=True)
+                conn.executemany(sql, rows)

@@ -47,7 +47,9 @@ def make_definitions(data_dir: Path) -> Definitions:
     views = make_views(sources, domain_features_in(data_dir))
     return Definitions(
         entities=list(ENTITIES),
-        sources=[sources.user_sequences, sources.user_activity, sources.items, sources.domains],
+        sources=[
+            sources.user_sequences, sources.user_activity, sources.user_packed, sources.items, sources.domains
+        ],
         views=views,
         services=make_services(views),
     )

@@ -16,9 +16,12 @@ VALID_FROM = "valid_from"
 # file names under the data folder (one parquet file per feature view)
 USER_SEQUENCES_FILE = "user_sequences.parquet"
 USER_ACTIVITY_FILE = "user_activity.parquet"
+USER_PACKED_FILE = "user_packed.parquet"
 ITEMS_FILE = "items.parquet"
 DOMAINS_FILE = "domains.parquet"
-DATA_FILES: tuple[str, ...] = (USER_SEQUENCES_FILE, USER_ACTIVITY_FILE, ITEMS_FILE, DOMAINS_FILE)
+DATA_FILES: tuple[str, ...] = (
+    USER_SEQUENCES_FILE, USER_ACTIVITY_FILE, USER_PACKED_FILE, ITEMS_FILE, DOMAINS_FILE
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class Sources:
 
     user_sequences: FileSource
     user_activity: FileSource
+    user_packed: FileSource
     items: FileSource
     domains: FileSource
 
@@ -46,6 +50,12 @@ def make_sources(data_dir: Path) -> Sources:
             path=str(data_dir / USER_ACTIVITY_FILE),
             timestamp_field=C.SNAPSHOT_TIME,
             description="Daily per-user source-domain activity statistics.",
+        ),
+        user_packed=FileSource(
+            name="user_packed_source",
+            path=str(data_dir / USER_PACKED_FILE),
+            timestamp_field=C.SNAPSHOT_TIME,
+            description="user_sequences' snapshots, each row's lists packed into one blob (features.packed).",
         ),
         items=FileSource(
             name="items_source",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from feast import FeatureView, Field
-from feast.types import Array, Int64, String
+from feast.types import Array, Bytes, Int64, String
 from feast.types import Float64 as FeastFloat64
 
 from features import contract as C
@@ -18,8 +18,11 @@ from features.feature_repo.sources import DOMAINS_FILE, Sources
 # Feature view names (the stable public names other stages refer to)
 USER_SEQUENCES = "user_sequences"
 USER_ACTIVITY = "user_activity"
+USER_PACKED = "user_packed"  # user_sequences' lists as one blob per user (features.packed): serving reads it
 ITEM_SIDE_INFO = "item_side_info"
 DOMAIN_FEATURES = "domain_features"
+
+PACKED_SEQUENCES = "packed_sequences"  # the packed view's one feature
 
 # user-activity statistic columns (counts are of source-domain behaviours strictly before the snapshot)
 DAYS_ACTIVE = "days_active"  # distinct UTC days with any source-domain behaviour
@@ -68,16 +71,18 @@ def domain_features_in(data_dir: Path) -> list[str]:
 
 @dataclass(frozen=True)
 class Views:
-    """The four feature views of the dacdr feature store."""
+    """The feature views of the dacdr feature store."""
 
     user_sequences: FeatureView
     user_activity: FeatureView
+    user_packed: FeatureView
     item_side_info: FeatureView
     domain_features: FeatureView
 
     def all(self) -> list[FeatureView]:
         """Every view, in a fixed order."""
-        return [self.user_sequences, self.user_activity, self.item_side_info, self.domain_features]
+        users = [self.user_sequences, self.user_activity, self.user_packed]
+        return [*users, self.item_side_info, self.domain_features]
 
 
 def make_views(sources: Sources, domain_features: list[str]) -> Views:
@@ -100,6 +105,15 @@ def make_views(sources: Sources, domain_features: list[str]) -> Views:
             source=sources.user_activity,
             online=True,
             description="Source-domain activity counts per behaviour type, days active, last seen (us).",
+        ),
+        user_packed=FeatureView(
+            name=USER_PACKED,
+            entities=[user],
+            ttl=NO_TTL,
+            schema=[Field(name=PACKED_SEQUENCES, dtype=Bytes)],
+            source=sources.user_packed,
+            online=True,
+            description="user_sequences' lists of a snapshot packed into one blob (format: features.packed).",
         ),
         item_side_info=FeatureView(
             name=ITEM_SIDE_INFO,

@@ -18,13 +18,14 @@ from features import io
 from features import store as S
 from features.feature_repo.batched_sqlite import STORE_TYPE
 from features.feature_repo.services import DACDR_V1
-from features.feature_repo.sources import DOMAINS_FILE, ITEMS_FILE, USER_ACTIVITY_FILE, USER_SEQUENCES_FILE
+from features.feature_repo.sources import DATA_FILES, USER_ACTIVITY_FILE, USER_SEQUENCES_FILE
 from features.feature_repo.views import (
     DAYS_ACTIVE,
     DOMAIN_FEATURES,
     ITEM_SIDE_INFO,
     LAST_SEEN,
     USER_ACTIVITY,
+    USER_PACKED,
     USER_SEQUENCES,
     activity_count_col,
     item_columns,
@@ -60,11 +61,11 @@ def test_repo_is_rendered_with_duckdb_sqlite_and_applied(feast_workdir: Path) ->
     assert "type: duckdb" in yaml and "registry_type: sql" in yaml and "sqlite:///" in yaml
     assert f"type: {STORE_TYPE}" in yaml  # Feast's SQLite online store with batched writes
     assert "type: file" not in yaml
-    for name in (USER_SEQUENCES_FILE, USER_ACTIVITY_FILE, ITEMS_FILE, DOMAINS_FILE, S.REGISTRY_FILE):
+    for name in (*DATA_FILES, S.REGISTRY_FILE):
         assert (S.data_dir(feast_workdir) / name).is_file(), name
     store = S.open_store(feast_workdir)
     views = {v.name for v in store.list_feature_views()}
-    assert views == {USER_SEQUENCES, USER_ACTIVITY, ITEM_SIDE_INFO, DOMAIN_FEATURES}
+    assert views == {USER_SEQUENCES, USER_ACTIVITY, USER_PACKED, ITEM_SIDE_INFO, DOMAIN_FEATURES}
     service = store.get_feature_service(DACDR_V1)
     assert {p.name for p in service.feature_view_projections} == {
         USER_SEQUENCES,
@@ -149,7 +150,7 @@ def test_item_features_and_bad_input(feast_workdir: Path, tiny_logs: Path, tmp_p
         S.open_store(tmp_path / "nowhere")
     fresh = tmp_path / "fresh"
     S.data_dir(fresh).mkdir(parents=True)
-    for name in (USER_SEQUENCES_FILE, USER_ACTIVITY_FILE, ITEMS_FILE, DOMAINS_FILE):
+    for name in DATA_FILES:
         (S.data_dir(fresh) / name).write_bytes((S.data_dir(feast_workdir) / name).read_bytes())
     S.render_repo(fresh)
     with pytest.raises(S.FeatureStoreError, match="dacdr features apply"):
@@ -164,21 +165,51 @@ def test_item_features_and_bad_input(feast_workdir: Path, tiny_logs: Path, tmp_p
         S.historical_training_table(feast_workdir, tiny_logs, max_len=S.built_max_len(feast_workdir) + 1)
 
 
-def test_fast_converter_writes_what_feast_would(feast_workdir: Path) -> None:
-    """to_online_rows (materialize's fast path) builds exactly Feast's protos for every view."""
+def test_serialized_batches_hold_the_bytes_feast_writes(feast_workdir: Path) -> None:
+    """serialize_batch (materialize's column-wise path) == Feast's own protos, serialized, for every view."""
+    from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.utils import _convert_arrow_to_proto
 
+    from features.feature_repo.serialized import serialize_batch
+
     store = S.open_store(feast_workdir)
+    version = store.config.entity_key_serialization_version
     for view in store.list_feature_views():
         tbl = pq.read_table(view.batch_source.path).slice(0, 200).combine_chunks()
         batch = tbl.to_batches()[0]
-        join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
-        ours = S.to_online_rows(batch, view)
-        theirs = _convert_arrow_to_proto(batch, view, join_keys)
-        assert len(ours) == len(theirs) == min(200, tbl.num_rows)
-        for a, b in zip(ours, theirs, strict=True):
-            assert a[0] == b[0] and a[1] == b[1], view.name
-            assert pd.Timestamp(a[2]).tz_convert(None) == pd.Timestamp(b[2]).tz_localize(None), view.name
+        ours = serialize_batch(batch, view, version)
+        types = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
+        theirs = _convert_arrow_to_proto(batch, view, types)
+        assert len(ours.keys) == len(theirs) == min(200, tbl.num_rows)
+        assert ours.keys == [serialize_entity_key(t[0], version) for t in theirs], view.name
+        for name, values in ours.values.items():
+            assert values == [t[1][name].SerializeToString() for t in theirs], (view.name, name)
+        for a, b in zip(ours.event_ts, theirs, strict=True):
+            assert pd.Timestamp(a) == pd.Timestamp(b[2]).tz_localize(None), view.name
+
+
+def test_materialize_writes_what_feast_materialize_writes(feast_workdir: Path, tmp_path: Path) -> None:
+    """The online tables after dacdr's materialize equal those after Feast's FeatureStore.materialize."""
+    import shutil
+    import sqlite3
+    from datetime import UTC, datetime
+
+    theirs = tmp_path / "feast_path"
+    shutil.copytree(S.data_dir(feast_workdir), S.data_dir(theirs), ignore=shutil.ignore_patterns("*.db"))
+    S.render_repo(theirs)
+    S.apply(theirs)
+    # the fixture materialized feast_workdir up to its build time; every row is older than that
+    S.open_store(theirs).materialize(start_date=S.EPOCH, end_date=datetime.now(UTC))
+
+    def rows(workdir: Path, table: str) -> list[tuple]:
+        """Every (entity, feature, value, text, event time) of one online table, sorted."""
+        with sqlite3.connect(S.online_store_file(workdir)) as conn:
+            sql = f'SELECT entity_key, feature_name, value, value_text, event_ts FROM "{table}"'
+            return sorted(conn.execute(sql).fetchall())
+
+    for table in S.online_tables():
+        ours = rows(feast_workdir, table)
+        assert ours and ours == rows(theirs, table), table
 
 
 def test_activity_statistics_match_a_brute_force_count(feast_workdir: Path, tiny_logs: Path) -> None:
@@ -236,7 +267,9 @@ def test_redis_online_store_incremental(
     """--online redis: same answers as SQLite; materialize resumes where the previous window ended."""
     workdir = tmp_path / "redis_store"
     S.build(tiny_logs, workdir, online=S.OnlineConfig(kind=S.ONLINE_REDIS, redis_url=redis_url))
-    assert "type: redis" in (S.repo_dir(workdir) / S.YAML_NAME).read_text()
+    from features.feature_repo.pipelined_redis import STORE_TYPE as REDIS_TYPE
+
+    assert f"type: {REDIS_TYPE}" in (S.repo_dir(workdir) / S.YAML_NAME).read_text()
     S.apply(workdir)
     cut = pd.Timestamp("2026-09-05", tz="UTC")
     first = S.materialize(workdir, cut.to_pydatetime())
@@ -269,7 +302,7 @@ def test_moved_workdir_uses_its_own_registry_and_online_store(
     store = S.open_store(moved)
     assert store.config.registry.path == f"sqlite:///{S.data_dir(moved) / S.REGISTRY_FILE}"
     assert {v.name for v in store.list_feature_views()} == {
-        USER_SEQUENCES, USER_ACTIVITY, ITEM_SIDE_INFO, DOMAIN_FEATURES
+        USER_SEQUENCES, USER_ACTIVITY, USER_PACKED, ITEM_SIDE_INFO, DOMAIN_FEATURES
     }
     users = _some_users(feast_workdir, 3)
     got = S.online_features(store, users, "fashion_feed")

@@ -30,3 +30,36 @@ def test_service_read_equals_store_online_features(serving_feast: Path, serving_
         assert got.column(name).to_pylist() == want.column(name).to_pylist(), name
     lengths = [len(x) for x in got.column(C.seq_col("click", C.ITEM_ID)).to_pylist()]
     assert lengths[-1] == 0 and max(lengths) > 0  # the unknown user is empty, not null; others are not
+
+
+def test_packed_read_tensors_equal_the_frame_path(
+    serving_feast: Path, serving_domain: str, tiny_run: Path
+) -> None:
+    """The server's DACDR read (packed view -> tensors, no frame) gives the user half exactly what
+    tensorizing the per-field service read gives, for known, unknown and repeated users."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from bento.service import read_user_features
+    from features import contract as C
+    from features import store as fs
+    from features.feature_repo.services import DACDR_V1
+    from features.feature_repo.sources import USER_SEQUENCES_FILE
+    from models.checkpoint import load_checkpoint
+
+    _, spec, _ = load_checkpoint(tiny_run / "checkpoint.pt", "cpu")
+    store = fs.open_store(serving_feast)
+    users = pq.read_table(fs.data_dir(serving_feast) / USER_SEQUENCES_FILE, columns=[C.USER_ID]).column(0)
+    ids = [int(u) for u in users.unique().to_pylist()[::7][:30]] + [10**12 + 3]
+    ids.append(ids[0])
+    domain = spec.domain_batch(serving_domain, fs.domain_values(store, serving_domain))
+    got = spec.tensorize_users(fs.packed_sequences(store, ids), domain)
+    rows = read_user_features(store, store.get_feature_service(DACDR_V1), ids, serving_domain)
+    rows = rows.append_column(C.ITEM_ID, pa.array(np.zeros(len(ids), dtype=np.int64)))
+    for c in C.SIDE_INFO:
+        rows = rows.append_column(c, pa.array(np.full(len(ids), -1, dtype=np.int64)))
+    want = spec.tensorize(rows)
+    assert set(got) == {k for k in want if k.startswith("seq_")} | {"domain", "domain_feats", "task"}
+    for key, value in got.items():
+        assert value.dtype == want[key].dtype and value.equal(want[key]), key
+    assert int((got["seq_item"] != 0).sum()) > 0 and not bool((got["seq_item"][-2] != 0).any())
