@@ -1,8 +1,8 @@
-"""`dacdr features build|apply|materialize|serve`: the Feast feature store's commands."""
+"""`dacdr features build|apply|materialize|push|serve`: the Feast feature store's commands."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import typer
@@ -20,14 +20,14 @@ DEFAULT_WORKDIR = Path(".work/feast")
 WORKDIR_HELP = "Feature-store working directory (the Feast repo goes to <workdir>/feature_repo)."
 
 
-def _parse_end(end: str | None) -> datetime | None:
+def _parse_end(end: str | None, option: str = "--end") -> datetime | None:
     """YYYY-MM-DD or an ISO datetime as an aware UTC datetime (naive means UTC); None stays None."""
     if end is None:
         return None
     try:
         when = datetime.fromisoformat(end)
     except ValueError as exc:
-        raise UserError(f"--end {end!r}: expected YYYY-MM-DD or an ISO datetime") from exc
+        raise UserError(f"{option} {end!r}: expected YYYY-MM-DD or an ISO datetime") from exc
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
@@ -100,6 +100,36 @@ def materialize_cmd(
     for view, rows in result.rows.items():
         typer.echo(f"{view}: {rows} rows")
     typer.echo(f"{total} rows up to {result.end.isoformat()} in {result.seconds:.1f}s")
+
+
+@features_app.command("push")
+def push_cmd(
+    logs: Path = typer.Option(..., "--logs", help="Landing or curated zone holding the day's behaviours."),
+    dt: str = typer.Option(..., "--dt", help="The day (YYYY-MM-DD) whose behaviours to push."),
+    until: str | None = typer.Option(
+        None, "--until", help="Only behaviours before this ISO time (UTC); default: the whole day."
+    ),
+    workdir: Path = typer.Option(DEFAULT_WORKDIR, "--workdir", help=WORKDIR_HELP),
+) -> None:
+    """Append a day's source behaviours to the online sequences now (Feast push; replays change nothing)."""
+    from features import contract as C
+    from features.push import push
+    from features.store import FeatureStoreError
+
+    existing_dir(logs, "--logs")
+    try:
+        valid_day = len(dt) == 10 and date.fromisoformat(dt).isoformat() == dt
+    except ValueError:
+        valid_day = False
+    if not valid_day:
+        raise UserError(f"--dt {dt!r}: expected YYYY-MM-DD")
+    workdir, before = _built_workdir(workdir), _parse_end(until, "--until")
+    with user_errors(FeatureStoreError, C.ContractError):
+        result = push(logs, dt, workdir, before)
+    typer.echo(
+        f"{result.events} events of {result.users} users; pushed {result.changed} changed users "
+        f"to both sequence views in {result.seconds:.2f}s"
+    )
 
 
 @features_app.command("serve")

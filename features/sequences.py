@@ -313,3 +313,63 @@ def attach_sequences(rows: pa.Table | pd.DataFrame, snapshots: pa.Table) -> pa.T
     for c in sequence_columns():
         tbl = tbl.append_column(pa.field(c, SEQUENCE_TYPE, nullable=False), gathered[c])
     return tbl
+
+
+def sequences_as_behaviors(seqs: pa.Table, domain: str) -> pa.Table:
+    """The behaviours a table of users' lists (user_id + seq columns) holds, as contract behaviour rows
+    in `domain` (a source domain): the inverse of the lists sequence_snapshots builds, up to side info
+    (looked up again from the items table) and values (the stored value tokens)."""
+    users = _np(seqs[C.USER_ID].cast(pa.int64()))
+    seqs = normalize_sequences(seqs.select([C.USER_ID, *sequence_columns()]))
+    parts = []
+    for b in C.BEHAVIOR_TYPES:
+        items = seqs[C.seq_col(b, C.ITEM_ID)].combine_chunks()
+        lens = _np(pc.list_value_length(items)).astype(np.int64)
+        value = _np(pc.list_flatten(seqs[C.seq_col(b, C.VALUE)]).combine_chunks()).astype(np.float64)
+        times = _np(pc.list_flatten(seqs[C.seq_col(b, C.EVENT_TIME)]).combine_chunks())
+        parts.append(pa.table({
+            C.EVENT_TIME: pa.array(times, pa.int64()).cast(pa.timestamp("us")).cast(C.TIMESTAMP),
+            C.DOMAIN: pa.array([domain] * int(lens.sum()), pa.string()),
+            C.USER_ID: pa.array(np.repeat(users, lens)),
+            C.ITEM_ID: pc.list_flatten(items),
+            C.BEHAVIOR: pa.array([b] * int(lens.sum()), pa.string()),
+            C.VALUE: pa.array(np.where(value == RESERVED_ID, np.nan, value), from_pandas=True),
+        }))
+    return io.conform(pa.concat_tables(parts), C.BEHAVIORS, "sequences")
+
+
+def merge_sequences(
+    current: pa.Table, behaviors: pa.Table, items: pa.Table, domains: pa.Table, max_len: int = DEFAULT_MAX_LEN
+) -> pa.Table:
+    """Each user's lists after new `behaviors` join `current` ones (user_id + seq columns): the lists
+    sequence_snapshots builds from both, as of after the newest event, one row per user (sorted).
+
+    A new event equal to a held one (same user, type, item and event time) is dropped, so merging
+    the same behaviours again changes nothing; late events take their place in (time, item) order.
+    """
+    src = source_domains(io.conform(domains, C.DOMAINS, "domains"))
+    if not src:
+        raise C.ContractError("domains table has no domain with role='source'; sequences need one")
+    held = sequences_as_behaviors(current, src[0])
+    both = pa.concat_tables([held, io.conform(behaviors, C.BEHAVIORS)])
+    is_new = np.arange(both.num_rows) >= held.num_rows
+    keep = pc.is_in(both[C.DOMAIN], pa.array(src)).to_numpy(zero_copy_only=False)
+    both, is_new = both.filter(pa.array(keep)), is_new[keep]
+    key = [_np(both[C.USER_ID]), _np(pc.index_in(both[C.BEHAVIOR], value_set=pa.array(C.BEHAVIOR_TYPES))),
+           _np(both[C.ITEM_ID]), _np(_to_us(both[C.EVENT_TIME], C.EVENT_TIME))]
+    # a new event equal to a held one (user, type, item, time) is that event again: drop it; equal
+    # events within one batch stay (sequence_snapshots keeps them too)
+    order = np.lexsort([is_new, *key[::-1]])  # held rows first within equal keys
+    start = np.ones(len(order), bool)
+    if len(order):
+        start[1:] = ~np.all([k[order][1:] == k[order][:-1] for k in key], axis=0)
+    group = np.cumsum(start) - 1
+    group_held = ~is_new[order][start]  # whether each key group's first row is a held one
+    drop = np.zeros(len(order), bool)
+    drop[order] = is_new[order] & group_held[group]
+    both = both.filter(pa.array(~drop))
+    snaps = sequence_snapshots(both, items, domains, max_len)  # sorted by (user_id, snapshot_time)
+    users = _np(snaps[C.USER_ID])
+    last = np.ones(len(users), bool)
+    last[:-1] = users[1:] != users[:-1]
+    return snaps.filter(pa.array(last)).drop_columns([C.SNAPSHOT_TIME])

@@ -457,9 +457,6 @@ def _utc(ts: datetime) -> datetime:
 def _materialize_view(store: FeatureStore, fv: FeatureView, start: datetime, end: datetime) -> int:
     """Write the latest row per entity of `fv` within [start, end] to the online store; returns rows."""
     from feast import FileSource
-    from feast.utils import _convert_arrow_to_proto
-
-    from features.feature_repo.serialized import serialize_batch
 
     provider = store._get_provider()
     source = fv.batch_source
@@ -478,16 +475,30 @@ def _materialize_view(store: FeatureStore, fv: FeatureView, start: datetime, end
             start_date=start,
             end_date=end,
         ).to_arrow()
+    write_online(store, fv, table)
+    return table.num_rows
+
+
+def write_online(store: FeatureStore, fv: FeatureView, table: pa.Table) -> None:
+    """Upsert rows of `fv` (join key, its timestamp field, features) into the online store.
+
+    dacdr's stores (batched SQLite, pipelined Redis) take bytes serialized column-wise
+    (features.feature_repo.wire: what Feast would write, tested); any other Feast online store
+    gets Feast's own converter and online_write_batch.
+    """
+    from feast.utils import _convert_arrow_to_proto
+
+    from features.feature_repo.serialized import serialize_batch
+
+    provider = store._get_provider()
     online = provider.online_store
     version = store.config.entity_key_serialization_version
     for batch in table.to_batches(max_chunksize=WRITE_BATCH_ROWS):
-        if hasattr(online, "write_serialized"):  # dacdr's stores: bytes built column-wise (wire.py)
+        if hasattr(online, "write_serialized"):
             online.write_serialized(store.config, fv, serialize_batch(batch, fv, version))
-        else:  # any other Feast online store: Feast's own converter and writer
+        else:
             types = {e.name: e.dtype.to_value_type() for e in fv.entity_columns}
-            rows = _convert_arrow_to_proto(batch, fv, types)
-            provider.online_write_batch(store.config, fv, rows, None)
-    return table.num_rows
+            provider.online_write_batch(store.config, fv, _convert_arrow_to_proto(batch, fv, types), None)
 
 
 def latest_rows(

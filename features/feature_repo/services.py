@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from feast import Entity, FeatureService, FeatureView, FileSource
+from feast import Entity, FeatureService, FeatureView, FileSource, PushSource
 
 from features.feature_repo.entities import ENTITIES
 from features.feature_repo.sources import make_sources
@@ -32,7 +32,7 @@ class Definitions:
     """Every Feast object of a repo whose data lives in one folder."""
 
     entities: list[Entity]
-    sources: list[FileSource]
+    sources: list[FileSource | PushSource]
     views: Views
     services: list[FeatureService]
 
@@ -47,9 +47,7 @@ def make_definitions(data_dir: Path) -> Definitions:
     views = make_views(sources, domain_features_in(data_dir))
     return Definitions(
         entities=list(ENTITIES),
-        sources=[
-            sources.user_sequences, sources.user_activity, sources.user_packed, sources.items, sources.domains
-        ],
+        sources=sources.all(),
         views=views,
         services=make_services(views),
     )

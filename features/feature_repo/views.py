@@ -93,7 +93,7 @@ def make_views(sources: Sources, domain_features: list[str]) -> Views:
             entities=[user],
             ttl=NO_TTL,
             schema=[Field(name=c, dtype=Array(Int64)) for c in sequence_columns()],
-            source=sources.user_sequences,
+            source=sources.user_sequences_push,  # batch source: sources.user_sequences
             online=True,
             description="Last-N source-domain behaviours per type, with aligned side-info and time arrays.",
         ),
@@ -111,7 +111,7 @@ def make_views(sources: Sources, domain_features: list[str]) -> Views:
             entities=[user],
             ttl=NO_TTL,
             schema=[Field(name=PACKED_SEQUENCES, dtype=Bytes)],
-            source=sources.user_packed,
+            source=sources.user_packed_push,  # batch source: sources.user_packed
             online=True,
             description="user_sequences' lists of a snapshot packed into one blob (format: features.packed).",
         ),

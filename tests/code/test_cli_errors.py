@@ -155,3 +155,11 @@ def test_help_shows_no_type_beside_flags() -> None:
     assert "<bool>" not in res.stdout
     assert "--data <path>" in res.stdout  # value options still show their type
 
+
+
+@pytest.mark.parametrize("dt", ["2026-13-01", "yesterday", "2026-09-01T10:00"])
+def test_push_bad_day_is_one_line(tmp_path: Path, dt: str) -> None:
+    """`dacdr features push --dt` takes a YYYY-MM-DD day; anything else is one error line, exit 2."""
+    res = CliRunner().invoke(app, ["features", "push", "--logs", str(tmp_path), "--dt", dt])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.splitlines() == [f"error: --dt {dt!r}: expected YYYY-MM-DD"], res.stderr
