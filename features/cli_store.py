@@ -81,6 +81,9 @@ def materialize_cmd(
     end: str | None = typer.Option(
         None, "--end", help="Materialize up to this date/time (UTC); default: now."
     ),
+    views: list[str] | None = typer.Option(
+        None, "--view", help="Only this feature view (repeatable); default: every view."
+    ),
 ) -> None:
     """Incrementally load the latest feature rows up to --end into the online store."""
     import warnings
@@ -95,7 +98,7 @@ def materialize_cmd(
         # DeprecationWarnings are silenced, only while materializing, and after feast's import
         for module in (r"ibis\.", r"feast\."):
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
-        result = materialize(workdir, until)
+        result = materialize(workdir, until, views or None)
     total = sum(result.rows.values())
     for view, rows in result.rows.items():
         typer.echo(f"{view}: {rows} rows")

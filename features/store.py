@@ -413,14 +413,17 @@ def apply(workdir: Path | str) -> list[str]:
     return [o.name for o in objects]
 
 
-def materialize(workdir: Path | str, end: datetime | None = None) -> MaterializeResult:
+def materialize(
+    workdir: Path | str, end: datetime | None = None, views: list[str] | None = None
+) -> MaterializeResult:
     """Load the latest row per entity up to `end` (default now) into the online store, incrementally.
 
     Each snapshot view resumes where its last materialization ended; the dimension views (items,
     domains) are reloaded whole, since their rows are stamped EPOCH. The latest rows come from one
     duckdb query per view (latest_rows), are serialized column-wise (features.feature_repo.wire:
     the bytes Feast would write, tested) and written in large batches (docs/feature-store.md);
-    then the interval is recorded in the registry like Feast does.
+    then the interval is recorded in the registry like Feast does. `views`: only these (e.g. the
+    ones a ranking service reads); each view keeps its own interval, so the rest can follow later.
     """
     from features.feature_repo.views import DOMAIN_FEATURES, ITEM_SIDE_INFO
 
@@ -428,12 +431,18 @@ def materialize(workdir: Path | str, end: datetime | None = None) -> Materialize
     end = _utc(end or datetime.now(UTC))
     t0 = time.perf_counter()
     rows: dict[str, int] = {}
-    views = store.list_feature_views()
-    if not views:
+    registered = store.list_feature_views()
+    if not registered:
         raise FeatureStoreError(
             f"{repo_dir(workdir)}: no feature views registered; run `dacdr features apply` first"
         )
-    for fv in views:
+    unknown = sorted(set(views or []) - {fv.name for fv in registered})
+    if unknown:
+        known = sorted(fv.name for fv in registered)
+        raise FeatureStoreError(f"no feature view(s) {unknown}; known: {known}")
+    for fv in registered:
+        if views and fv.name not in views:
+            continue
         dimension = fv.name in (ITEM_SIDE_INFO, DOMAIN_FEATURES)
         start = EPOCH if dimension or fv.most_recent_end_time is None else _utc(fv.most_recent_end_time)
         if start >= end:

@@ -283,6 +283,54 @@ def test_redis_online_store_incremental(
     got = S.online_features(workdir, users, "home_living")
     ref = S.online_features(feast_workdir, users, "home_living")
     pd.testing.assert_frame_equal(got, ref)
+    assert S.packed_sequences(workdir, users) == S.packed_sequences(feast_workdir, users)
+
+
+def test_materialize_only_some_views(feast_workdir: Path, tmp_path: Path) -> None:
+    """--view: only the named views are loaded (the others keep no interval); unknown names are named."""
+    import shutil
+
+    work = tmp_path / "some"
+    shutil.copytree(S.data_dir(feast_workdir), S.data_dir(work), ignore=shutil.ignore_patterns("*.db"))
+    S.render_repo(work)
+    S.apply(work)
+    result = S.materialize(work, views=[USER_PACKED, DOMAIN_FEATURES])
+    assert set(result.rows) == {USER_PACKED, DOMAIN_FEATURES} and result.rows[USER_PACKED] > 0
+    users = _some_users(feast_workdir, 5)
+    assert S.packed_sequences(work, users) == S.packed_sequences(feast_workdir, users)
+    later = S.materialize(work)  # the rest follow; the packed view resumes after its own window
+    assert later.rows[USER_PACKED] == 0 and later.rows[USER_SEQUENCES] == result.rows[USER_PACKED]
+    with pytest.raises(S.FeatureStoreError, match=r"no feature view\(s\) \['nope'\]"):
+        S.materialize(work, views=["nope"])
+
+
+@pytest.mark.redis
+def test_redis_push_equals_sqlite_push(redis_url: str, tiny_logs: Path, tmp_path: Path) -> None:
+    """A push into the pipelined Redis store leaves the same online features as into SQLite."""
+    from datetime import UTC, datetime
+
+    from features.push import push
+
+    day = sorted({p.dt for p in io.data_partitions(tiny_logs, C.BEHAVIORS)})[-1]
+    midnight = datetime.fromisoformat(day).replace(tzinfo=UTC)
+    stores = {
+        "sqlite": S.OnlineConfig(),
+        "redis": S.OnlineConfig(kind=S.ONLINE_REDIS, redis_url=redis_url.rsplit("/", 1)[0] + "/1"),
+    }
+    results = {}
+    for name, online in stores.items():
+        S.build(tiny_logs, tmp_path / name, online=online)
+        S.apply(tmp_path / name)
+        S.materialize(tmp_path / name, midnight)
+        results[name] = push(tiny_logs, day, tmp_path / name)
+    assert results["redis"].changed == results["sqlite"].changed > 0
+    users = [int(u) for u in np.unique(io.read_table(tiny_logs, C.BEHAVIORS, day).column(C.USER_ID))[:40]]
+    pd.testing.assert_frame_equal(
+        S.online_features(tmp_path / "redis", users, "fashion_feed"),
+        S.online_features(tmp_path / "sqlite", users, "fashion_feed"),
+    )
+    assert S.packed_sequences(tmp_path / "redis", users) == S.packed_sequences(tmp_path / "sqlite", users)
+    assert push(tiny_logs, day, tmp_path / "redis").changed == 0
 
 
 def test_moved_workdir_uses_its_own_registry_and_online_store(
