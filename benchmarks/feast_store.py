@@ -3,15 +3,18 @@
     .venv/bin/python benchmarks/feast_store.py --preset demo [--redis] [--hist-rows 1000000]
 
 Simulates the preset's logs (seeded), builds the store once, then for each online store (SQLite,
-and Redis when --redis and redis-server is installed: started on a free localhost port) compares
-Feast's own `FeatureStore.materialize` with dacdr's `features.store.materialize` (the product's
-path: large online_write_batch calls), and times online lookups and one historical retrieval.
+and Redis when --redis and redis-server is installed: started on a free localhost port) compares,
+in one run, Feast's own `FeatureStore.materialize`, the previous product path (Feast's pull, one
+proto per value) and dacdr's `features.store.materialize` (arg_max pull, column-wise bytes) per
+view; times `dacdr features push` of the last day and its replay, online lookups (per-field service
+vs packed view) and one historical retrieval (--hist-rows 0 skips the offline part).
 Prints a markdown table (paste into docs/_bench_feast.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import socket
@@ -62,40 +65,102 @@ def _latency(fn, calls: int) -> tuple[float, float]:
     return float(np.percentile(times, 50)), float(np.percentile(times, 99))
 
 
-def bench_online_store(
-    base: Path, kind: str, redis_url: str | None, users: np.ndarray, seed: int
-) -> list[Figures]:
-    """Feast's materialize vs dacdr's on fresh stores of one kind; then online lookup latency."""
-    from features import store as S
+def _protos_path(workdir: Path) -> tuple[int, float]:
+    """The previous product path, for comparison in the same run: Feast's duckdb pull (window query)
+    and one ValueProto per value through online_write_batch (batched). Returns (user rows, seconds)."""
+    from feast.utils import _convert_arrow_to_proto
 
-    out: list[Figures] = []
-    feast_dir = base.parent / f"{kind}_feast"
-    dacdr_dir = base.parent / f"{kind}_dacdr"
-    if kind == S.ONLINE_REDIS:
+    from features import store as S
+    from features.feature_repo.views import USER_SEQUENCES
+
+    store = S.open_store(workdir)
+    provider = store._get_provider()
+    fv = store.get_feature_view(USER_SEQUENCES)
+    t0 = time.perf_counter()
+    table = provider.offline_store.pull_latest_from_table_or_query(
+        config=store.config, data_source=fv.batch_source, join_key_columns=["user_id"],
+        feature_name_columns=[f.name for f in fv.features], timestamp_field=fv.batch_source.timestamp_field,
+        created_timestamp_column=None, start_date=S.EPOCH, end_date=datetime.now(UTC),
+    ).to_arrow()
+    for batch in table.to_batches(max_chunksize=S.WRITE_BATCH_ROWS):
+        rows = _convert_arrow_to_proto(batch, fv, {"user_id": fv.entity_columns[0].dtype.to_value_type()})
+        provider.online_write_batch(store.config, fv, rows, None)
+    return table.num_rows, time.perf_counter() - t0
+
+
+def _fresh(base: Path, dst: Path, kind: str, redis_url: str | None) -> None:
+    """A clean online store of `kind` over base's parquet (Redis: flushed)."""
+    if kind == "redis":
         import redis
 
         redis.Redis.from_url(redis_url).flushall()
-    _clone(base, feast_dir, kind, redis_url)
-    store = S.open_store(feast_dir)
+    if dst.exists():
+        shutil.rmtree(dst)
+    _clone(base, dst, kind, redis_url)
+
+
+def bench_online_store(
+    base: Path, logs: Path, kind: str, redis_url: str | None, users: np.ndarray, seed: int
+) -> list[Figures]:
+    """Per online store: Feast's materialize, the previous proto path and dacdr's, per view; the
+    serving views alone; a push of the last day and its replay; online reads."""
+    from features import contract as C
+    from features import io
+    from features import store as S
+    from features.feature_repo.views import DOMAIN_FEATURES, ITEM_SIDE_INFO, USER_PACKED, USER_SEQUENCES
+    from features.push import push
+
+    out: list[Figures] = []
+    work = base.parent / f"{kind}_store"
+    _fresh(base, work, kind, redis_url)
     t0 = time.perf_counter()
-    store.materialize(start_date=S.EPOCH, end_date=datetime.now(UTC))
-    secs = time.perf_counter() - t0
-    if kind == S.ONLINE_REDIS:
-        redis.Redis.from_url(redis_url).flushall()
-    _clone(base, dacdr_dir, kind, redis_url)
-    result = S.materialize(dacdr_dir)
-    rows = sum(result.rows.values())
-    out.append(Figures(f"{kind}: materialize, Feast FeatureStore.materialize", rows / secs, "rows/s"))
-    out.append(Figures(f"{kind}: materialize, dacdr batched (product)", rows / result.seconds, "rows/s"))
-    out.append(Figures(f"{kind}: materialize rows (all views)", rows, "rows"))
-    store = S.open_store(dacdr_dir)
+    S.open_store(work).materialize(start_date=S.EPOCH, end_date=datetime.now(UTC))
+    feast_s = time.perf_counter() - t0
+    _fresh(base, work, kind, redis_url)
+    n_old, old_s = _protos_path(work)
+    _fresh(base, work, kind, redis_url)
+    result = S.materialize(work)
+    total = sum(result.rows.values())
+    out.append(Figures(f"{kind}: all views, Feast FeatureStore.materialize", total / feast_s, "rows/s"))
+    out.append(Figures(f"{kind}: all views, dacdr materialize", total / result.seconds, "rows/s"))
+    users_s = result.rows[USER_SEQUENCES] / result.seconds
+    out.append(Figures(f"{kind}: all views, dacdr materialize, users", users_s, "user rows/s"))
+    old = f"{kind}: user_sequences, previous path (Feast pull + protos)"
+    out.append(Figures(old, n_old / old_s, "user rows/s"))
+    for view, secs in result.view_seconds.items():
+        if result.rows[view]:
+            out.append(Figures(f"{kind}: {view}, dacdr materialize", result.rows[view] / secs, "rows/s"))
+    _fresh(base, work, kind, redis_url)
+    served = S.materialize(work, views=[USER_PACKED, ITEM_SIDE_INFO, DOMAIN_FEATURES])
+    out.append(Figures(f"{kind}: serving views only (packed + items + domains), users",
+                       served.rows[USER_PACKED] / served.seconds, "user rows/s"))
+
+    # push: a store as of the last day's midnight, then that day's behaviour
+    days = sorted({p.dt for p in io.data_partitions(logs, C.BEHAVIORS)})
+    midnight = datetime.fromisoformat(days[-1]).replace(tzinfo=UTC)
+    _fresh(base, work, kind, redis_url)
+    S.materialize(work, midnight)
+    pushed = push(logs, days[-1], work)
+    replay = push(logs, days[-1], work)
+    out.append(Figures(f"{kind}: push {pushed.events:,} events, {pushed.changed:,} users changed",
+                       pushed.events / pushed.seconds, "events/s"))
+    out.append(Figures(f"{kind}: push replay (nothing changes)", replay.events / replay.seconds, "events/s"))
+
+    store = S.open_store(work)
     rng = np.random.default_rng(seed)
-    for n in (1, 100):
-        p50, p99 = _latency(
-            lambda n=n: S.online_features(store, rng.choice(users, n).tolist(), "fashion_feed"), 200
-        )
-        out.append(Figures(f"{kind}: online_features {n} user(s) p50", p50, "ms"))
-        out.append(Figures(f"{kind}: online_features {n} user(s) p99", p99, "ms"))
+    reads = {
+        "online_features (dacdr_v1, typed frame)": lambda n: S.online_features(
+            store, rng.choice(users, n).tolist(), "fashion_feed"
+        ),
+        "packed_sequences (packed view, bytes)": lambda n: S.packed_sequences(
+            store, rng.choice(users, n).tolist()
+        ),
+    }
+    for name, read in reads.items():
+        for n in (1, 100):
+            p50, p99 = _latency(lambda n=n, read=read: read(n), 300)
+            out.append(Figures(f"{kind}: {name}, {n} user(s) p50", p50, "ms"))
+            out.append(Figures(f"{kind}: {name}, {n} user(s) p99", p99, "ms"))
     return out
 
 
@@ -152,12 +217,15 @@ def main() -> None:
             kinds.append((S.ONLINE_REDIS, f"redis://127.0.0.1:{port}/0"))
     try:
         for kind, url in kinds:
-            figures += bench_online_store(base, kind, url, users, args.seed)
+            figures += bench_online_store(base, logs, kind, url, users, args.seed)
     finally:
         if redis_proc is not None:
             redis_proc.terminate()
             redis_proc.wait()
 
+    if args.hist_rows == 0:
+        _print(args, figures)
+        return
     imps = io.read_table(logs, C.IMPRESSIONS).to_pandas()
     rng = np.random.default_rng(args.seed)
     rows = imps.iloc[rng.integers(0, len(imps), args.hist_rows)].reset_index(drop=True)
@@ -170,9 +238,14 @@ def main() -> None:
     table = S.historical_training_table(base, logs)
     figures.append(Figures(f"historical_training_table, {len(table):,} rows", time.perf_counter() - t0, "s"))
 
+    _print(args, figures)
+
+
+def _print(args: argparse.Namespace, figures: list[Figures]) -> None:
+    """The figures as a markdown table, headed by preset, machine, date and load average."""
     print(
         f"\npreset={args.preset} seed={args.seed} machine={platform.machine()} "
-        f"date={datetime.now(UTC):%Y-%m-%d}"
+        f"date={datetime.now(UTC):%Y-%m-%d %H:%M} UTC load={os.getloadavg()}"
     )
     print("| measure | value | unit |\n|---|---:|---|")
     for f in figures:

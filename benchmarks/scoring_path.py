@@ -1,11 +1,14 @@
-"""In-process ranking floor: the split scoring path (user half once, candidates batched) beside the
-full-frame path it replaces, for 1, 10, 100 and 1000 candidates, in one run on one machine.
+"""In-process ranking floor: the product path beside the two it replaced, for 1, 10, 100 and 1000
+candidates, in one run on one machine.
 
-Both paths start from the same Ranker (same model, same Feast online store) and do the whole work of
-one /rank query minus HTTP: the online read, tensorizing, the model. The old path builds a frame of
-every (user, candidate) row and runs the model on all of them; the new one tensorizes one user row and
-the candidates' item columns and scores them against the user half (models.predict.predict_split).
-The read and the model are also timed apart, so the figures say where the time goes.
+Every path starts from the same Ranker (same model, same Feast online store) and does the whole work
+of one /rank query minus HTTP: the online read, tensorizing, the model.
+- old: a frame of every (user, candidate) row, the model on all of them;
+- split: the per-field service read, one user row tensorized through the frame path, the candidates
+  scored against the user half (models.predict.predict_split);
+- packed (product): one read of the packed view, straight to the user half's tensors
+  (FeatureSpec.tensorize_users), then the same predict_split.
+The per-field read alone is also timed, so the figures say where the time goes.
 
     .venv/bin/python benchmarks/scoring_path.py --workdir /tmp/bench_serving --preset demo
 """
@@ -35,9 +38,12 @@ def timed(fn, n: int) -> np.ndarray:  # noqa: ANN001 - a zero-argument callable
 
 
 def measure(ranker, qs: list, repeats: int) -> dict[str, np.ndarray]:  # noqa: ANN001 - a bento Ranker
-    """Per-query milliseconds of the online read alone, the old full-frame path and the split path."""
+    """Per-query milliseconds of the per-field read alone and of the old, split and packed paths."""
+    import pyarrow as pa
+
     from bento.service import PREDICT_BATCH
-    from models.predict import predict
+    from features import contract as C
+    from models.predict import predict, predict_split
 
     frame, _ = ranker.frame(qs[:1])  # both paths give the same scores before either is timed
     np.testing.assert_allclose(predict(ranker.model, ranker.spec, frame, device="cpu"),
@@ -51,10 +57,19 @@ def measure(ranker, qs: list, repeats: int) -> dict[str, np.ndarray]:  # noqa: A
         frame, _ = ranker.frame(next_query())
         predict(ranker.model, ranker.spec, frame, batch_size=PREDICT_BATCH, device="cpu")
 
+    def split() -> None:
+        q = next_query()
+        utbl, owner, itbl, _ = ranker.read(q)
+        first = np.unique(owner, return_index=True)[1]
+        times = pa.array([q[0].event_time] * len(first), type=C.TIMESTAMP)
+        users = ranker.spec.tensorize(ranker.join(utbl, owner[first], itbl.take(pa.array(first)), times))
+        predict_split(ranker.model, users, ranker.spec.tensorize_items(itbl), owner)
+
     return {
         "read": timed(lambda: ranker.read(next_query()), repeats),
         "old": timed(old, repeats),
-        "split": timed(lambda: ranker.predict(next_query()), repeats),
+        "split": timed(split, repeats),
+        "packed": timed(lambda: ranker.predict(next_query()), repeats),
     }
 
 
@@ -81,10 +96,11 @@ def main() -> None:
         picked = workload(tags["feast"], tags["domain"], 50, n, args.seed)
         t = measure(ranker, [Query.of(q["user_id"], q["item_ids"]) for q in picked], args.repeats)
         read = np.percentile(t["read"], 50)
-        for name in ("old", "split"):
+        for name in ("old", "split", "packed"):
             p50, p99 = np.percentile(t[name], 50), np.percentile(t[name], 99)
             print(f"{n:>10} {name:>6} {p50:8.2f} {p99:8.2f} {read:8.2f} {p50 - read:9.2f}")
-        print(f"{n:>10} {'ratio':>6} {np.percentile(t['old'], 50) / np.percentile(t['split'], 50):8.1f}x")
+        ratio = np.percentile(t["old"], 50) / np.percentile(t["packed"], 50)
+        print(f"{n:>10} {'ratio':>6} {ratio:8.1f}x old/packed")
     print(f"# load avg after: {os.getloadavg()[0]:.2f}")
 
 

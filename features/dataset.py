@@ -20,12 +20,16 @@ from features.sequences import (
     RESERVED_ID,
     SEQUENCE_TYPE,
     attach_sequences,
+    event_time_sequences,
     sequence_columns,
     sequence_snapshots,
 )
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 MANIFEST = "manifest.json"
+# what a row's sequences hold: behaviours before its day's midnight, or before its own event_time
+RESOLUTION_DAY, RESOLUTION_EVENT = "day", "event"
+RESOLUTIONS: tuple[str, ...] = (RESOLUTION_DAY, RESOLUTION_EVENT)
 _DAY_US = 86_400_000_000
 
 
@@ -153,6 +157,7 @@ def build_training_table(
     base_logs: Path | None = None,
     train_end: str | None = None,
     history_at: datetime | None = None,
+    resolution: str = RESOLUTION_DAY,
 ) -> pd.DataFrame:
     """One row per target-domain impression of `logs`, ordered by (event_time, request_id, item_id).
 
@@ -165,7 +170,13 @@ def build_training_table(
     row's own event_time: the cold-start protocol's "full source profile" (the paper's Table 3 and
     the MF bridges use every source rating of a user). Never for serving-faithful data: a row then
     sees source behaviour from after its own time.
+    `resolution`: "day" (default) gives each row the lists as of its day's midnight, what the
+    online store serves after the nightly materialization; "event" gives the behaviours strictly
+    before the row's own event_time, what it serves when same-day behaviour is pushed
+    (`dacdr features push`). Both come from the same streams (features.sequences).
     """
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
     logs = Path(logs)
     base_logs = Path(base_logs) if base_logs is not None else None
     imps, domains = target_impressions(logs, base_logs, train_end)
@@ -187,15 +198,16 @@ def build_training_table(
         cols[C.domain_feature_col(f)] = pc.take(domains[f].cast(pa.string()), dom_pos)
     table = pa.table(cols)
 
-    snaps = sequence_snapshots(behaviors, items, domains, max_len)
-    if history_at is None:
-        table = attach_sequences(table, snaps)
+    times = table[C.EVENT_TIME]
+    if history_at is not None:
+        times = pa.array(np.full(table.num_rows, history_at), type=table.schema.field(C.EVENT_TIME).type)
+    keys = pa.table({C.USER_ID: table[C.USER_ID], C.EVENT_TIME: times})
+    if resolution == RESOLUTION_EVENT:
+        seqs = event_time_sequences(keys, behaviors, items, domains, max_len)
     else:
-        at = pa.array(np.full(table.num_rows, history_at), type=table.schema.field(C.EVENT_TIME).type)
-        keys = pa.table({C.USER_ID: table[C.USER_ID], C.EVENT_TIME: at})
-        seqs = attach_sequences(keys, snaps)
-        for name in sequence_columns():
-            table = table.append_column(name, seqs[name])
+        seqs = attach_sequences(keys, sequence_snapshots(behaviors, items, domains, max_len))
+    for name in sequence_columns():
+        table = table.append_column(pa.field(name, seqs.schema.field(name).type, nullable=False), seqs[name])
     return table.to_pandas(types_mapper=_list_to_arrow_dtype)
 
 
@@ -324,13 +336,17 @@ def build_dataset(
     val_days: int = 1,
     base_logs: Path | None = None,
     burn_in_days: int = 0,
+    resolution: str = RESOLUTION_DAY,
 ) -> Path:
     """Write out/{train,validation,test}.parquet and out/manifest.json atomically; returns `out`."""
     logs = Path(logs)
     domains = read_domains(logs, Path(base_logs) if base_logs is not None else None)
     train_end = training_window_end(logs, domains, test_days, val_days)
-    table = build_training_table(logs, max_len=max_len, base_logs=base_logs, train_end=train_end)
-    return write_dataset(table, domains, out, max_len, test_days, val_days, burn_in_days=burn_in_days)
+    table = build_training_table(
+        logs, max_len=max_len, base_logs=base_logs, train_end=train_end, resolution=resolution
+    )
+    return write_dataset(table, domains, out, max_len, test_days, val_days, burn_in_days=burn_in_days,
+                         extra={"sequence_resolution": resolution})
 
 
 __all__ = [

@@ -174,16 +174,8 @@ def _gather_lists(values: list[np.ndarray], start: np.ndarray, size: np.ndarray)
     return [pa.ListArray.from_arrays(arrow_offsets, pa.array(v[idx])) for v in values]
 
 
-def sequence_snapshots(
-    behaviors: pa.Table, items: pa.Table, domains: pa.Table, max_len: int = DEFAULT_MAX_LEN
-) -> pa.Table:
-    """Daily per-user snapshots of the last `max_len` source behaviours of each type (see module doc).
-
-    Returns a pyarrow Table with snapshot_schema(): user_id, snapshot_time (UTC midnight), then
-    seq_<behavior>_<field> list<int64> columns, sorted by (user_id, snapshot_time).
-    """
-    if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1:
-        raise ValueError(f"max_len must be a positive int, got {max_len!r}")
+def _source_behaviors(behaviors: pa.Table, items: pa.Table, domains: pa.Table) -> pa.Table:
+    """Contract-checked source-domain behaviours of known types (ContractError otherwise)."""
     behaviors = io.conform(behaviors, C.BEHAVIORS, "behaviors")
     items = io.conform(items, C.ITEMS, "items")
     domains = io.conform(domains, C.DOMAINS, "domains")
@@ -197,9 +189,17 @@ def sequence_snapshots(
         raise C.ContractError(
             f"behaviors has unknown behavior type(s) {sorted(unknown)}; known: {C.BEHAVIOR_TYPES}"
         )
-    if behaviors.num_rows == 0:
-        return snapshot_schema().empty_table()
+    return behaviors
 
+
+def _streams(
+    behaviors: pa.Table, items: pa.Table
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Every behaviour as a list element, one stream per (user, type) in (time, item) order.
+
+    Returns u, bt (type index), t (us), the SEQ_FIELDS arrays, whether each element starts its
+    stream, and each element's stream start: the one ordering both sequence functions slice.
+    """
     u = _np(behaviors[C.USER_ID])
     t = _np(_to_us(behaviors[C.EVENT_TIME], C.EVENT_TIME))
     item = _np(behaviors[C.ITEM_ID])
@@ -222,6 +222,25 @@ def sequence_snapshots(
     new_stream = np.ones(n, bool)
     new_stream[1:] = (u[1:] != u[:-1]) | (bt[1:] != bt[:-1])
     stream_start = np.maximum.accumulate(np.where(new_stream, pos, 0))
+    return u, bt, t, fields, new_stream, stream_start
+
+
+def sequence_snapshots(
+    behaviors: pa.Table, items: pa.Table, domains: pa.Table, max_len: int = DEFAULT_MAX_LEN
+) -> pa.Table:
+    """Daily per-user snapshots of the last `max_len` source behaviours of each type (see module doc).
+
+    Returns a pyarrow Table with snapshot_schema(): user_id, snapshot_time (UTC midnight), then
+    seq_<behavior>_<field> list<int64> columns, sorted by (user_id, snapshot_time).
+    """
+    if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1:
+        raise ValueError(f"max_len must be a positive int, got {max_len!r}")
+    behaviors = _source_behaviors(behaviors, items, domains)
+    if behaviors.num_rows == 0:
+        return snapshot_schema().empty_table()
+
+    u, bt, t, fields, new_stream, stream_start = _streams(behaviors, io.conform(items, C.ITEMS, "items"))
+    n = len(u)
     day = t // _DAY_US  # numpy floor division: correct before 1970 too
     # the last event of each (user, type, day): the stream's length at the next midnight ends there
     last = np.ones(n, bool)
@@ -313,6 +332,41 @@ def attach_sequences(rows: pa.Table | pd.DataFrame, snapshots: pa.Table) -> pa.T
     for c in sequence_columns():
         tbl = tbl.append_column(pa.field(c, SEQUENCE_TYPE, nullable=False), gathered[c])
     return tbl
+
+
+def event_time_sequences(
+    rows: pa.Table, behaviors: pa.Table, items: pa.Table, domains: pa.Table, max_len: int = DEFAULT_MAX_LEN
+) -> pa.Table:
+    """The seq columns of each row (user_id, event_time): the user's last `max_len` source behaviours
+    of each type strictly before the row's own event_time (event-time resolution, what a serving
+    path with same-day pushes sees), from the same streams sequence_snapshots slices. At a UTC
+    midnight this equals attach_sequences over the daily snapshots (tested)."""
+    behaviors = _source_behaviors(behaviors, items, domains)
+    qu = _np(rows[C.USER_ID].cast(pa.int64()))
+    qt = _np(_to_us(rows[C.EVENT_TIME], C.EVENT_TIME))
+    if behaviors.num_rows == 0:
+        return empty_sequences(rows.num_rows)
+    u, bt, t, fields, _, _ = _streams(behaviors, io.conform(items, C.ITEMS, "items"))
+    m = len(qu)
+    arrays: dict[str, pa.Array] = {}
+    for k, b in enumerate(C.BEHAVIOR_TYPES):
+        mine = np.flatnonzero(bt == k)  # this type's elements: one contiguous run per user, by time
+        first = np.searchsorted(u[mine], qu, side="left")  # the user's first element, in `mine`
+        # rows and elements in one (user, time) order, a row before elements of its own time:
+        # the elements before a row are the earlier users' and this user's strictly earlier ones
+        is_elem = np.concatenate([np.zeros(m, np.int8), np.ones(len(mine), np.int8)])
+        order = np.lexsort((is_elem, np.concatenate([qt, t[mine]]), np.concatenate([qu, u[mine]])))
+        earlier = np.empty(m, np.int64)
+        at_row = np.flatnonzero(is_elem[order] == 0)
+        earlier[order[at_row]] = np.cumsum(is_elem[order])[at_row]
+        count = earlier - first
+        has = count > 0
+        head = mine[np.minimum(first, max(len(mine) - 1, 0))] if len(mine) else np.zeros(m, np.int64)
+        end = np.where(has, head + count, 0)
+        start = np.where(has, np.maximum(head, end - max_len), 0)
+        lists = _gather_lists([fields[f] for f in C.SEQ_FIELDS], start, end - start)
+        arrays.update({C.seq_col(b, f): arr for f, arr in zip(C.SEQ_FIELDS, lists, strict=True)})
+    return pa.table({c: arrays[c] for c in sequence_columns()}, schema=_seq_schema())
 
 
 def sequences_as_behaviors(seqs: pa.Table, domain: str) -> pa.Table:

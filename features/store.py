@@ -105,6 +105,7 @@ class MaterializeResult:
     rows: dict[str, int]
     end: datetime
     seconds: float
+    view_seconds: dict[str, float] = field(default_factory=dict)  # read + serialize + write, per view
 
 
 def repo_dir(workdir: Path | str) -> Path:
@@ -431,6 +432,7 @@ def materialize(
     end = _utc(end or datetime.now(UTC))
     t0 = time.perf_counter()
     rows: dict[str, int] = {}
+    view_seconds: dict[str, float] = {}
     registered = store.list_feature_views()
     if not registered:
         raise FeatureStoreError(
@@ -448,9 +450,11 @@ def materialize(
         if start >= end:
             rows[fv.name] = 0
             continue
+        t_view = time.perf_counter()
         rows[fv.name] = _materialize_view(store, fv, start, end)
+        view_seconds[fv.name] = time.perf_counter() - t_view
         store.registry.apply_materialization(fv, store.project, start, end)
-    return MaterializeResult(rows=rows, end=end, seconds=time.perf_counter() - t0)
+    return MaterializeResult(rows=rows, end=end, seconds=time.perf_counter() - t0, view_seconds=view_seconds)
 
 
 def _naive_utc(ts: datetime) -> datetime:

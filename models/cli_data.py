@@ -31,6 +31,11 @@ def build_dataset_cmd(
         0, "--burn-in-days", min=0,
         help="First impression days kept out of training: they only let source histories grow.",
     ),
+    resolution: str = typer.Option(
+        "day", "--sequence-resolution",
+        help="Row histories as of the row's day (day: what nightly materialization serves) or "
+             "its own event time (event: what serving sees with same-day `features push`).",
+    ),
 ) -> None:
     """Build the training table (one row per target impression) and write its time-based splits."""
     import json
@@ -45,7 +50,7 @@ def build_dataset_cmd(
     with user_errors(ContractError, ValueError):  # data that cannot make a dataset, e.g. too few days
         path = build_dataset(
             logs, out, max_len=max_len, test_days=test_days, val_days=val_days, base_logs=base_logs,
-            burn_in_days=burn_in_days,
+            burn_in_days=burn_in_days, resolution=resolution,
         )
     manifest = json.loads((path / MANIFEST).read_text())
     rows = ", ".join(f"{k}={v}" for k, v in manifest["rows"].items())

@@ -52,6 +52,9 @@ def multidomain_cmd(
         0, "--burn-in-days", min=0,
         help="First impression days kept out of training (they only let source histories grow).",
     ),
+    resolution: str = typer.Option(
+        "day", "--sequence-resolution", help="Row histories as of the row's day (day) or event time (event)."
+    ),
 ) -> None:
     """Train every baseline, DACDR and its ablations on every target domain; report test AUC."""
     from dataclasses import replace
@@ -63,7 +66,7 @@ def multidomain_cmd(
     existing_dir(logs, "--logs")
     output_dir(out, "--out")
     cfg = replace(budget(quick, device, epochs, batch_size, max_batches, lr, tune, steps, patience),
-                  burn_in_days=burn_in_days)
+                  burn_in_days=burn_in_days, sequence_resolution=resolution)
     try:
         res = multidomain(logs, out, seeds=seeds, quick=quick, models=model or None, cfg=cfg)
     except (ContractError, ValueError, FileNotFoundError) as exc:

@@ -125,6 +125,7 @@ class ExperimentConfig:
     val_fraction: float = 0.1  # cold-start: share of the remaining overlapping users held out for validation
     # multi-domain: first impression days kept out of training (they only let histories grow)
     burn_in_days: int = 0
+    sequence_resolution: str = "day"  # features.dataset.RESOLUTIONS: histories as of the day or the event
 
 
 def quick_config(device: str = "cpu") -> ExperimentConfig:

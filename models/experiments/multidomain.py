@@ -66,7 +66,9 @@ def multidomain(
     check_run(names, CTR_MODELS, seeds)
     check_config(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    data_dir = build_dataset(logs, out / "dataset", burn_in_days=cfg.burn_in_days)
+    data_dir = build_dataset(
+        logs, out / "dataset", burn_in_days=cfg.burn_in_days, resolution=cfg.sequence_resolution
+    )
     manifest = read_manifest(data_dir)
     tr, va, te = (read_split(data_dir, s) for s in ("train", "validation", "test"))
     src = source_rows(logs, tr, before_us=_day_start_us(manifest["days"]["test"][0]))

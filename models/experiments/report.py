@@ -69,10 +69,13 @@ def budget_line(cfg: ExperimentConfig, quick: bool, seeds: int) -> str:
     """One line stating the shared budget of a run."""
     steps = (f"steps={cfg.max_steps} per fit (epochs derived from its rows), " if cfg.max_steps is not None
              else f"epochs={cfg.epochs}, ")
+    res = "" if cfg.sequence_resolution == "day" else f", sequence_resolution={cfg.sequence_resolution}"
     return (f"Budget: {'--quick ' if quick else ''}{steps}batch={cfg.batch_size}, lr={cfg.lr}, "
             f"patience={cfg.patience}, max_batches_per_epoch={cfg.max_batches_per_epoch}, "
             f"embed_dim={cfg.embed_dim}, tuning={'on (first seed)' if cfg.tune else 'off'}"
-            f"{f', burn_in_days={cfg.burn_in_days}' if cfg.burn_in_days else ''}; seeds={seeds}.")
+            f"{f', burn_in_days={cfg.burn_in_days}' if cfg.burn_in_days else ''}"
+            f"{res}"
+            f"; seeds={seeds}.")
 
 
 FAMILY_REASON: dict[str, str] = {

@@ -192,6 +192,25 @@ def _assert_no_leakage(df: pd.DataFrame | pa.Table) -> None:
     assert checked > 0, "no sequence element to check: the leakage test would pass vacuously"
 
 
+def test_event_resolution_rows_see_their_own_day(zone: Path) -> None:
+    """resolution="event": no leakage, every day-resolution list is a prefix-truncated subset of the
+    event-resolution one (it adds the same day's earlier behaviours); a bad value is named."""
+    day = pa.Table.from_pandas(build_training_table(zone), preserve_index=False)
+    event = pa.Table.from_pandas(build_training_table(zone, resolution="event"), preserve_index=False)
+    _assert_no_leakage(event)
+    assert event.drop_columns(sequence_columns()).equals(day.drop_columns(sequence_columns()))
+    more = 0
+    for b in C.BEHAVIOR_TYPES:
+        d = day.column(C.seq_col(b, C.EVENT_TIME)).to_pylist()
+        e = event.column(C.seq_col(b, C.EVENT_TIME)).to_pylist()
+        for x, y in zip(d, e, strict=True):
+            assert set(x) <= set(y) or len(y) == 50  # only max_len can push older elements out
+            more += len(y) > len(x)
+    assert more > 0  # some rows do see same-day behaviour
+    with pytest.raises(ValueError, match="resolution must be one of"):
+        build_training_table(zone, resolution="hour")
+
+
 def test_split_by_time_days_and_counts(zone: Path) -> None:
     """Last day test, the day before validation, the rest train; counts add up; too few days is an error."""
     df = build_training_table(zone)

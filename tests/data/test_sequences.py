@@ -13,6 +13,7 @@ from features.sequences import (
     SEQUENCE_TYPE,
     attach_sequences,
     empty_sequences,
+    event_time_sequences,
     normalize_sequences,
     sequence_columns,
     sequence_snapshots,
@@ -72,8 +73,11 @@ def _rows(pairs: list[tuple[int, int]]) -> pa.Table:
     return pa.table({C.USER_ID: pa.array(users, pa.int64()), C.EVENT_TIME: pa.array(times).cast(C.TIMESTAMP)})
 
 
-def _reference(beh: pa.Table, items: pa.Table, rows: pa.Table, max_len: int) -> dict[str, list[list[int]]]:
-    """Slow pure-Python reference: per row, source behaviours before the row's UTC midnight."""
+def _reference(
+    beh: pa.Table, items: pa.Table, rows: pa.Table, max_len: int, at_event_time: bool = False
+) -> dict[str, list[list[int]]]:
+    """Slow pure-Python reference: per row, source behaviours before the row's UTC midnight (or,
+    at_event_time, before the row's own time)."""
     side = {r[C.ITEM_ID]: r for r in items.to_pylist()}
     src = {"src", "src2"}
     events = [
@@ -87,7 +91,7 @@ def _reference(beh: pa.Table, items: pa.Table, rows: pa.Table, max_len: int) -> 
     out: dict[str, list[list[int]]] = {c: [] for c in sequence_columns()}
     for r in rows.to_pylist():
         t = int(pd.Timestamp(r[C.EVENT_TIME]).value // 1000)
-        midnight = t - t % DAY_US
+        midnight = t if at_event_time else t - t % DAY_US
         for b in C.BEHAVIOR_TYPES:
             mine = sorted(
                 (et, it, v)
@@ -150,6 +154,15 @@ def test_matches_brute_force_reference_on_random_zone() -> None:
         assert got[c].to_pylist() == want[c], c
     lens = [len(x) for x in got[C.seq_col("browse", C.ITEM_ID)].to_pylist()]
     assert max(lens) == max_len and min(lens) == 0  # truncation and empties both exercised
+    # event-time resolution: the same streams cut at each row's own time
+    at_event = event_time_sequences(rows, behaviors, items, DOMAINS, max_len)
+    want = _reference(behaviors, items, rows, max_len, at_event_time=True)
+    for c in sequence_columns():
+        assert at_event[c].to_pylist() == want[c], c
+    assert at_event.to_pylist() != got.select(sequence_columns()).to_pylist()  # the two differ here
+    midnights = _rows(list(zip(q_u.tolist(), (q_t - q_t % DAY_US).tolist(), strict=True)))
+    assert (event_time_sequences(midnights, behaviors, items, DOMAINS, max_len).to_pylist()
+            == attach_sequences(midnights, snaps).select(sequence_columns()).to_pylist())
 
 
 def test_edge_times_and_tie_break() -> None:
