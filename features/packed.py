@@ -1,7 +1,7 @@
 """One user's sequences as one blob: the packed sequence view's format, encoded and decoded column-wise.
 
-The per-field user_sequences view stores 25 list features per user (5 behaviour types x 5 fields):
-25 online-store values to write at materialization and to read and convert per ranking request.
+The per-field user_sequences view stores 30 list features per user (5 behaviour types x 6 fields):
+30 online-store values to write at materialization and to read and convert per ranking request.
 The packed view (features.feature_repo.views.USER_PACKED) holds the same lists as ONE bytes value,
 little-endian int64 words:
 

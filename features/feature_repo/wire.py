@@ -1,7 +1,7 @@
 """Feast's online-store wire format, built column-wise with numpy: entity keys and serialized ValueProtos.
 
 An online store keeps, per (entity key, feature), the bytes of a feast.types.Value proto. Feast
-builds them one Python proto object at a time (~25 objects per user for the sequence view), which
+builds them one Python proto object at a time (~30 objects per user for the sequence view), which
 is most of materialization's time. This module builds the same bytes for a whole arrow column at
 once: protobuf's wire format for the few types dacdr's views use is small enough to write down:
 
