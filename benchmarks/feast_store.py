@@ -5,7 +5,7 @@
 Simulates the preset's logs (seeded), builds the store once, then for each online store (SQLite,
 and Redis when --redis and redis-server is installed: started on a free localhost port) compares,
 in one run, Feast's own `FeatureStore.materialize`, the previous product path (Feast's pull, one
-proto per value) and dacdr's `features.store.materialize` (arg_max pull, column-wise bytes) per
+proto per value) and dacdr's `features.materialize.materialize` (arg_max pull, column-wise bytes) per
 view; times `dacdr features push` of the last day and its replay, online lookups (per-field service
 vs packed view) and one historical retrieval (--hist-rows 0 skips the offline part).
 Prints a markdown table (paste into docs/_bench_feast.md).
@@ -105,7 +105,7 @@ def bench_online_store(
     """Per online store: Feast's materialize, the previous proto path and dacdr's, per view; the
     serving views alone; a push of the last day and its replay; online reads."""
     from features import contract as C
-    from features import io
+    from features import io, materialize, online
     from features import store as S
     from features.feature_repo.views import DOMAIN_FEATURES, ITEM_SIDE_INFO, USER_PACKED, USER_SEQUENCES
     from features.push import push
@@ -119,7 +119,7 @@ def bench_online_store(
     _fresh(base, work, kind, redis_url)
     n_old, old_s = _protos_path(work)
     _fresh(base, work, kind, redis_url)
-    result = S.materialize(work)
+    result = materialize.materialize(work)
     total = sum(result.rows.values())
     out.append(Figures(f"{kind}: all views, Feast FeatureStore.materialize", total / feast_s, "rows/s"))
     out.append(Figures(f"{kind}: all views, dacdr materialize", total / result.seconds, "rows/s"))
@@ -131,7 +131,7 @@ def bench_online_store(
         if result.rows[view]:
             out.append(Figures(f"{kind}: {view}, dacdr materialize", result.rows[view] / secs, "rows/s"))
     _fresh(base, work, kind, redis_url)
-    served = S.materialize(work, views=[USER_PACKED, ITEM_SIDE_INFO, DOMAIN_FEATURES])
+    served = materialize.materialize(work, views=[USER_PACKED, ITEM_SIDE_INFO, DOMAIN_FEATURES])
     out.append(Figures(f"{kind}: serving views only (packed + items + domains), users",
                        served.rows[USER_PACKED] / served.seconds, "user rows/s"))
 
@@ -139,7 +139,7 @@ def bench_online_store(
     days = sorted({p.dt for p in io.data_partitions(logs, C.BEHAVIORS)})
     midnight = datetime.fromisoformat(days[-1]).replace(tzinfo=UTC)
     _fresh(base, work, kind, redis_url)
-    S.materialize(work, midnight)
+    materialize.materialize(work, midnight)
     pushed = push(logs, days[-1], work)
     replay = push(logs, days[-1], work)
     out.append(Figures(f"{kind}: push {pushed.events:,} events, {pushed.changed:,} users changed",
@@ -149,10 +149,10 @@ def bench_online_store(
     store = S.open_store(work)
     rng = np.random.default_rng(seed)
     reads = {
-        "online_features (dacdr_v1, typed frame)": lambda n: S.online_features(
+        "online_features (dacdr_v1, typed frame)": lambda n: online.online_features(
             store, rng.choice(users, n).tolist(), "fashion_feed"
         ),
-        "packed_sequences (packed view, bytes)": lambda n: S.packed_sequences(
+        "packed_sequences (packed view, bytes)": lambda n: online.packed_sequences(
             store, rng.choice(users, n).tolist()
         ),
     }
@@ -181,7 +181,7 @@ def main() -> None:
     import pandas as pd
 
     from features import contract as C
-    from features import io
+    from features import io, offline
     from features import store as S
     from features.simulator import simulate
 
@@ -230,13 +230,14 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     rows = imps.iloc[rng.integers(0, len(imps), args.hist_rows)].reset_index(drop=True)
     t0 = time.perf_counter()
-    got = S.historical_features(base, rows)
+    got = offline.historical_features(base, rows)
     secs = time.perf_counter() - t0
     assert len(got) == len(rows)
     figures.append(Figures(f"historical_features, {len(rows):,} rows (duckdb offline)", secs, "s"))
     t0 = time.perf_counter()
-    table = S.historical_training_table(base, logs)
-    figures.append(Figures(f"historical_training_table, {len(table):,} rows", time.perf_counter() - t0, "s"))
+    table = offline.historical_training_table(base, logs)
+    secs = time.perf_counter() - t0
+    figures.append(Figures(f"historical_training_table, {len(table):,} rows", secs, "s"))
 
     _print(args, figures)
 

@@ -58,6 +58,7 @@ def free_port() -> int:
 
 def prepare(workdir: Path, preset: str, seed: int, epochs: int, domain: str | None) -> dict[str, str]:
     """Simulate, build the dataset, train, build the Feast store and package (each step once)."""
+    from features import materialize
     from features import store as fs
     from features.dataset import build_dataset
     from features.simulator import simulate
@@ -73,7 +74,7 @@ def prepare(workdir: Path, preset: str, seed: int, epochs: int, domain: str | No
     if not (fs.data_dir(feast) / "online_store.db").is_file():
         fs.build(logs, feast)
         fs.apply(feast)
-        fs.materialize(feast)
+        materialize.materialize(feast)
     if domain is None:
         domain = sorted(json.loads((data / "manifest.json").read_text())["target_domains"])[0]
     tags_file = workdir / "tags.json"

@@ -241,7 +241,7 @@ def read_user_features(
 ) -> pa.Table:
     """Users' online features in `domain`: one Feast read through the model's feature service.
 
-    The values of features.store.online_features (tests/serving/test_online_read.py checks they
+    The values of features.online.online_features (tests/serving/test_online_read.py checks they
     agree), kept in arrow: the pandas round trip costs ~5x the read itself for one user.
     """
     from features import contract as C
@@ -276,6 +276,7 @@ class Ranker:
         import pandas as pd
         import pyarrow as pa
 
+        from features import online
         from features import store as fs
         from features.feature_repo.services import DACDR_V1
         from models.checkpoint import load_checkpoint
@@ -300,7 +301,7 @@ class Ranker:
         # item side info is a dimension table: read it for every item the model knows, once;
         # items the model has never seen are looked up in the online store per request.
         known = [int(i) for i in spec.items.ids]
-        cache = pa.Table.from_pandas(fs.item_features(store, known), preserve_index=False)
+        cache = pa.Table.from_pandas(online.item_features(store, known), preserve_index=False)
         cache = cache.replace_schema_metadata(None)
         return cls(
             domain=domain,
@@ -338,7 +339,7 @@ class Ranker:
         import pyarrow as pa
 
         from features import contract as C
-        from features.store import item_features
+        from features.online import item_features
 
         pos = self.item_cache_ids.get_indexer(item_ids)
         miss = pos < 0
@@ -436,7 +437,7 @@ class Ranker:
         (one row per distinct user), owner (the user row of every candidate) and the candidates'."""
         import numpy as np
 
-        from features.store import domain_values, packed_sequences
+        from features.online import domain_values, packed_sequences
 
         users, uidx = self.query_users(queries)
         blobs = packed_sequences(self.store, users.tolist())

@@ -88,7 +88,8 @@ def materialize_cmd(
     """Incrementally load the latest feature rows up to --end into the online store."""
     import warnings
 
-    from features.store import FeatureStoreError, materialize
+    from features.materialize import materialize
+    from features.store import FeatureStoreError
 
     workdir, until = _built_workdir(workdir), _parse_end(end)
     import feast  # noqa: F401  # its import turns DeprecationWarnings on ("once") for the whole process

@@ -4,7 +4,7 @@ Daily materialization serves the lists as of the last midnight. `push` reads a d
 behaviours (up to `until`), merges them into the users' online lists with the one sequence
 function (features.sequences.merge_sequences: event order, max_len, an event already held counts
 once) and writes the changed users to both sequence views (the per-field view other teams read and
-the packed view the ranker reads), with the writer materialize uses (features.store.write_online).
+the packed view the ranker reads), with the writer materialize uses (features.materialize.write_online).
 Both views' sources are Feast push sources (user_sequences_push, user_packed_push), so a streaming
 job may push the same rows with Feast's own `FeatureStore.push` instead: the online state is the
 same (tested). Replaying a push changes nothing.
@@ -57,6 +57,7 @@ def _utc(ts: datetime) -> datetime:
 
 def push(logs: Path | str, dt: str, workdir: Path | str, until: datetime | None = None) -> PushResult:
     """Append day `dt`'s source behaviours (before `until`) to the online sequences of `workdir`'s store."""
+    from features import materialize, online
     from features import store as S
     from features.feature_repo.views import USER_PACKED, USER_SEQUENCES
     from features.packed import pack, packed_snapshots, unpack
@@ -68,7 +69,7 @@ def push(logs: Path | str, dt: str, workdir: Path | str, until: datetime | None 
     users = np.unique(np.asarray(behaviors[C.USER_ID], dtype=np.int64))
     if not len(users):
         return PushResult(events=0, users=0, changed=0, seconds=time.perf_counter() - t0)
-    current = unpack(S.packed_sequences(store, users.tolist()))
+    current = unpack(online.packed_sequences(store, users.tolist()))
     current = current.add_column(0, C.USER_ID, pa.array(users))
     items, domains = io.read_table(logs, C.ITEMS), io.read_table(logs, C.DOMAINS)
     merged = merge_sequences(current, behaviors, items, domains, S.built_max_len(workdir))
@@ -82,8 +83,8 @@ def push(logs: Path | str, dt: str, workdir: Path | str, until: datetime | None 
         stamp_us = (newest_event_us(rows) // second + 1) * second
         stamp = pa.array(stamp_us, pa.int64()).cast(pa.timestamp("us")).cast(C.TIMESTAMP)
         rows = rows.add_column(1, C.SNAPSHOT_TIME, stamp)
-        S.write_online(store, store.get_feature_view(USER_SEQUENCES), rows)
-        S.write_online(store, store.get_feature_view(USER_PACKED), packed_snapshots(rows))
+        materialize.write_online(store, store.get_feature_view(USER_SEQUENCES), rows)
+        materialize.write_online(store, store.get_feature_view(USER_PACKED), packed_snapshots(rows))
     return PushResult(
         events=behaviors.num_rows, users=len(users), changed=rows.num_rows, seconds=time.perf_counter() - t0
     )

@@ -1,4 +1,7 @@
-"""The dacdr Feast feature store: build its data, apply, materialize, and read offline/online.
+"""The dacdr Feast feature store: build its data, render the repo, open and apply it.
+
+Reading and writing it live beside this module: features.materialize (offline -> online),
+features.online (online reads), features.offline (point-in-time reads, the training table).
 
 A store lives in a working directory (any path; nothing depends on the current directory):
 
@@ -16,13 +19,10 @@ from inside <workdir>/feature_repo (SQLAlchemy resolves that path against the cu
 from __future__ import annotations
 
 import json
-import time
-import weakref
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -31,11 +31,9 @@ from dacdr.threads import duckdb_threads
 from features import contract as C
 
 if TYPE_CHECKING:
-    import pandas as pd
-    from feast import FeatureService, FeatureStore, FeatureView
+    from feast import FeatureStore
     from feast.repo_config import RepoConfig
 
-T = TypeVar("T")
 REPO_DIRNAME = "feature_repo"
 DATA_DIRNAME = "data"
 YAML_NAME = "feature_store.yaml"
@@ -51,7 +49,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WRITE_BATCH_ROWS = 20_000
 
 # arrow types of the Feast dtypes the views declare (str(feast type) -> arrow)
-_ARROW: dict[str, pa.DataType] = {
+ARROW_TYPES: dict[str, pa.DataType] = {
     "Array(Int64)": pa.list_(pa.int64()),
     "Int64": pa.int64(),
     "Float64": pa.float64(),
@@ -96,16 +94,6 @@ class BuildResult:
 
     repo: Path
     rows: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class MaterializeResult:
-    """Rows written to the online store per feature view, the window and the wall time."""
-
-    rows: dict[str, int]
-    end: datetime
-    seconds: float
-    view_seconds: dict[str, float] = field(default_factory=dict)  # read + serialize + write, per view
 
 
 def repo_dir(workdir: Path | str) -> Path:
@@ -396,7 +384,7 @@ def check_online_store(workdir: Path | str, timeout_ms: int = 5000) -> Path | No
     return path
 
 
-def _as_store(store_or_workdir: FeatureStore | Path | str) -> FeatureStore:
+def as_store(store_or_workdir: FeatureStore | Path | str) -> FeatureStore:
     """Accept an open FeatureStore or a working directory."""
     if isinstance(store_or_workdir, (str, Path)):
         return open_store(store_or_workdir)
@@ -414,244 +402,12 @@ def apply(workdir: Path | str) -> list[str]:
     return [o.name for o in objects]
 
 
-def materialize(
-    workdir: Path | str, end: datetime | None = None, views: list[str] | None = None
-) -> MaterializeResult:
-    """Load the latest row per entity up to `end` (default now) into the online store, incrementally.
-
-    Each snapshot view resumes where its last materialization ended; the dimension views (items,
-    domains) are reloaded whole, since their rows are stamped EPOCH. The latest rows come from one
-    duckdb query per view (latest_rows), are serialized column-wise (features.feature_repo.wire:
-    the bytes Feast would write, tested) and written in large batches (docs/feature-store.md);
-    then the interval is recorded in the registry like Feast does. `views`: only these (e.g. the
-    ones a ranking service reads); each view keeps its own interval, so the rest can follow later.
-    """
-    from features.feature_repo.views import DOMAIN_FEATURES, ITEM_SIDE_INFO
-
-    store = open_store(workdir)
-    end = _utc(end or datetime.now(UTC))
-    t0 = time.perf_counter()
-    rows: dict[str, int] = {}
-    view_seconds: dict[str, float] = {}
-    registered = store.list_feature_views()
-    if not registered:
-        raise FeatureStoreError(
-            f"{repo_dir(workdir)}: no feature views registered; run `dacdr features apply` first"
-        )
-    unknown = sorted(set(views or []) - {fv.name for fv in registered})
-    if unknown:
-        known = sorted(fv.name for fv in registered)
-        raise FeatureStoreError(f"no feature view(s) {unknown}; known: {known}")
-    for fv in registered:
-        if views and fv.name not in views:
-            continue
-        dimension = fv.name in (ITEM_SIDE_INFO, DOMAIN_FEATURES)
-        start = EPOCH if dimension or fv.most_recent_end_time is None else _utc(fv.most_recent_end_time)
-        if start >= end:
-            rows[fv.name] = 0
-            continue
-        t_view = time.perf_counter()
-        rows[fv.name] = _materialize_view(store, fv, start, end)
-        view_seconds[fv.name] = time.perf_counter() - t_view
-        store.registry.apply_materialization(fv, store.project, start, end)
-    return MaterializeResult(rows=rows, end=end, seconds=time.perf_counter() - t0, view_seconds=view_seconds)
-
-
-def _naive_utc(ts: datetime) -> datetime:
-    """A naive datetime holding UTC (how Feast's stores and the parquet timestamps compare)."""
-    return _utc(ts).replace(tzinfo=None)
-
-
-def _utc(ts: datetime) -> datetime:
-    """A timezone-aware UTC datetime (naive means UTC)."""
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
-def _materialize_view(store: FeatureStore, fv: FeatureView, start: datetime, end: datetime) -> int:
-    """Write the latest row per entity of `fv` within [start, end] to the online store; returns rows."""
-    from feast import FileSource
-
-    provider = store._get_provider()
-    source = fv.batch_source
-    keys = [e.name for e in fv.entity_columns]
-    features = [f.name for f in fv.features]
-    if isinstance(source, FileSource) and source.created_timestamp_column in (None, ""):
-        table = latest_rows(source.path, keys, features, source.timestamp_field, start, end)
-    else:  # any other source: Feast's offline store
-        table = provider.offline_store.pull_latest_from_table_or_query(
-            config=store.config,
-            data_source=source,
-            join_key_columns=keys,
-            feature_name_columns=features,
-            timestamp_field=source.timestamp_field,
-            created_timestamp_column=source.created_timestamp_column,
-            start_date=start,
-            end_date=end,
-        ).to_arrow()
-    write_online(store, fv, table)
-    return table.num_rows
-
-
-def write_online(store: FeatureStore, fv: FeatureView, table: pa.Table) -> None:
-    """Upsert rows of `fv` (join key, its timestamp field, features) into the online store.
-
-    dacdr's stores (batched SQLite, pipelined Redis) take bytes serialized column-wise
-    (features.feature_repo.wire: what Feast would write, tested); any other Feast online store
-    gets Feast's own converter and online_write_batch.
-    """
-    from feast.utils import _convert_arrow_to_proto
-
-    from features.feature_repo.serialized import serialize_batch
-
-    provider = store._get_provider()
-    online = provider.online_store
-    version = store.config.entity_key_serialization_version
-    for batch in table.to_batches(max_chunksize=WRITE_BATCH_ROWS):
-        if hasattr(online, "write_serialized"):
-            online.write_serialized(store.config, fv, serialize_batch(batch, fv, version))
-        else:
-            types = {e.name: e.dtype.to_value_type() for e in fv.entity_columns}
-            provider.online_write_batch(store.config, fv, _convert_arrow_to_proto(batch, fv, types), None)
-
-
-def latest_rows(
-    path: str, keys: list[str], features: list[str], ts_field: str, start: datetime, end: datetime
-) -> pa.Table:
-    """The latest row per key of a parquet source with start <= ts <= end (Feast's pull_latest).
-
-    One duckdb GROUP BY with arg_max per column: ~3.5x faster than the window query Feast's
-    duckdb offline store runs (row_number() over each key), and the same rows, because a source
-    holds one row per (key, timestamp) (build() writes them so; a test compares the two).
-    """
-    import duckdb
-
-    def q(name: str) -> str:
-        """A quoted SQL identifier."""
-        return '"' + name.replace('"', '""') + '"'
-
-    ts = q(ts_field)
-    latest = [f"arg_max({q(f)}, {ts}) AS {q(f)}" for f in features]
-    cols = ", ".join([*map(q, keys), f"max({ts}) AS {ts}", *latest])
-    con = duckdb.connect(config={"threads": duckdb_threads()})
-    try:
-        return con.sql(
-            f"SELECT {cols} FROM read_parquet($path) "
-            f"WHERE {ts}::TIMESTAMP >= $start AND {ts}::TIMESTAMP <= $end GROUP BY ALL ORDER BY ALL",
-            params={"path": path, "start": _naive_utc(start), "end": _naive_utc(end)},
-        ).to_arrow_table()
-    finally:
-        con.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# online reads
-# ---------------------------------------------------------------------------------------------
-
-
-def online_features(
-    store_or_workdir: FeatureStore | Path | str, user_ids: list[int], domain: str
-) -> pd.DataFrame:
-    """Everything the model needs about `user_ids` in target `domain`, in ONE call through dacdr_v1.
-
-    One row per user id (in the given order): user_id, domain, then the service's features in its
-    order: the sequence columns (nulls for unknown users normalised to empty lists, as
-    features.sequences does), the activity columns (nullable Int64) and the domain view's columns
-    (role, task, d_<feature>; null when the domain is unknown).
-    """
-    from features.feature_repo.services import DACDR_V1
-    from features.sequences import normalize_sequences
-
-    store = _as_store(store_or_workdir)
-    C.check_domain_name(domain)
-    ids = [int(u) for u in user_ids]
-    service = _cached(store, DACDR_V1, lambda: store.get_feature_service(DACDR_V1, allow_cache=True))
-    response = store.get_online_features(
-        features=service,
-        entity_rows={C.USER_ID: ids, C.DOMAIN: [domain] * len(ids)},
-    )
-    tbl = normalize_sequences(_typed_table(response.to_arrow(), [C.USER_ID, C.DOMAIN], service))
-    return tbl.to_pandas(types_mapper=_pandas_type)
-
-
-def item_features(store_or_workdir: FeatureStore | Path | str, item_ids: list[int]) -> pd.DataFrame:
-    """Side info (category_id, brand_id, shop_id as Int64, price) of candidate items, one row per id."""
-    from features.feature_repo.views import ITEM_SIDE_INFO
-
-    store = _as_store(store_or_workdir)
-    ids = [int(i) for i in item_ids]
-    view = _cached(
-        store, ITEM_SIDE_INFO, lambda: store.get_feature_view(ITEM_SIDE_INFO, allow_registry_cache=True)
-    )
-    response = store.get_online_features(
-        features=[f"{ITEM_SIDE_INFO}:{f.name}" for f in view.features],
-        entity_rows={C.ITEM_ID: ids},
-    )
-    return _typed_table(response.to_arrow(), [C.ITEM_ID], view).to_pandas(types_mapper=_pandas_type)
-
-
-def packed_sequences(store_or_workdir: FeatureStore | Path | str, user_ids: list[int]) -> list[bytes | None]:
-    """Users' packed sequence blobs (features.packed) in one online read of the packed view (None: unseen)."""
-    from features.feature_repo.views import PACKED_SEQUENCES, USER_PACKED
-
-    store = _as_store(store_or_workdir)
-    response = store.get_online_features(
-        features=[f"{USER_PACKED}:{PACKED_SEQUENCES}"], entity_rows={C.USER_ID: [int(u) for u in user_ids]}
-    )
-    return response.to_dict()[PACKED_SEQUENCES]
-
-
-def domain_values(store_or_workdir: FeatureStore | Path | str, domain: str) -> dict[str, str | None]:
-    """A domain's row of the domain view (role, task, d_<feature>; all None for an unknown domain),
-    read at most once per _OBJECT_TTL_S per store: it is a dimension row every request needs."""
-    from features.feature_repo.views import DOMAIN_FEATURES
-
-    store = _as_store(store_or_workdir)
-    C.check_domain_name(domain)
-
-    def read() -> dict[str, str | None]:
-        """One online read of the domain's row."""
-        view = store.get_feature_view(DOMAIN_FEATURES, allow_registry_cache=True)
-        got = store.get_online_features(
-            features=[f"{DOMAIN_FEATURES}:{f.name}" for f in view.features], entity_rows={C.DOMAIN: [domain]}
-        ).to_dict()
-        return {f.name: got[f.name][0] for f in view.features}
-
-    return _cached(store, f"{DOMAIN_FEATURES}/{domain}", read)
-
-
-# Registry objects per open store, refreshed after the registry's own cache ttl: parsing the
-# service from the registry proto costs ~15 ms, ten times the online read of one user.
-_OBJECT_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_OBJECT_TTL_S = 60.0
-
-
-def _cached(store: FeatureStore, name: str, load: Callable[[], T]) -> T:
-    """`load()` memoised per (store, name) for _OBJECT_TTL_S seconds."""
-    per_store = _OBJECT_CACHE.setdefault(store, {})
-    hit = per_store.get(name)
-    now = time.monotonic()
-    if hit is None or now - hit[0] > _OBJECT_TTL_S:
-        hit = (now, load())
-        per_store[name] = hit
-    return hit[1]
-
-
-def _typed_table(tbl: pa.Table, keys: list[str], source: FeatureService | FeatureView) -> pa.Table:
-    """Order an online response as keys + the service's/view's features, cast to their declared types.
-
-    Feast's to_df() returns columns in no fixed order, turns int columns with nulls into float and
-    an all-null column into the null type; ints come back as nullable Int64 here.
-    """
-    from feast import FeatureService
-
-    if isinstance(source, FeatureService):
-        fields = [f for p in source.feature_view_projections for f in p.features]
-    else:
-        fields = list(source.features)
-    schema = pa.schema(
-        [tbl.schema.field(k) for k in keys] + [pa.field(f.name, _ARROW[str(f.dtype)]) for f in fields]
-    )
-    return tbl.select(schema.names).cast(schema)
+def built_max_len(workdir: Path | str) -> int:
+    """The sequence length the store's snapshots were built with."""
+    path = data_dir(workdir) / BUILD_INFO
+    if not path.is_file():
+        raise FeatureStoreError(f"{path}: missing; run `dacdr features build --workdir {workdir}` first")
+    return int(json.loads(path.read_text())["max_len"])
 
 
 def _int_mapper(dtype: pa.DataType) -> object:
@@ -661,174 +417,10 @@ def _int_mapper(dtype: pa.DataType) -> object:
     return pd.Int64Dtype() if dtype == pa.int64() else None
 
 
-def _pandas_type(dtype: pa.DataType) -> object:
+def pandas_type(dtype: pa.DataType) -> object:
     """pandas dtype for an arrow type: lists arrow-backed (as in the training table), int64 nullable."""
     import pandas as pd
 
     if pa.types.is_list(dtype):
         return pd.ArrowDtype(dtype)
     return _int_mapper(dtype)
-
-
-# ---------------------------------------------------------------------------------------------
-# offline reads (point-in-time correct, from the duckdb offline store)
-# ---------------------------------------------------------------------------------------------
-
-_ROW = "__dacdr_row"  # entity-frame row number: Feast returns rows in no fixed order
-_DAY = "__dacdr_day"
-
-
-def historical_features(store_or_workdir: FeatureStore | Path | str, rows: pd.DataFrame) -> pd.DataFrame:
-    """Append dacdr_v1's features (+ item side info when rows have item_id) as of each row's event_time.
-
-    `rows` needs user_id, domain and event_time (item_id optional). Every row comes back, in
-    order, index kept: rows with no snapshot at or before their time get empty sequence lists (as
-    features.sequences.normalize_sequences makes them) and null statistics. Point-in-time joins
-    run in the duckdb offline store (get_historical_features through dacdr_v1, then the item view)
-    over the DISTINCT (keys, UTC day) of the rows: every feature row is stamped at a UTC midnight,
-    so `feature_time <= t` equals `feature_time <= midnight(t)`; the answer per row is exact and
-    the join is many times smaller.
-    """
-    import pandas as pd
-
-    from features.feature_repo.services import DACDR_V1
-    from features.feature_repo.views import ITEM_SIDE_INFO
-    from features.sequences import normalize_sequences
-
-    store = _as_store(store_or_workdir)
-    need = [C.USER_ID, C.DOMAIN, C.EVENT_TIME]
-    missing = [c for c in need if c not in rows.columns]
-    if missing:
-        raise C.ContractError(f"rows lack column(s) {missing} needed for historical features")
-    day = _utc_series(rows[C.EVENT_TIME]).dt.floor("D").reset_index(drop=True)
-    service = store.get_feature_service(DACDR_V1, allow_cache=True)
-    parts = [_pit_features(store, rows, day, [C.USER_ID, C.DOMAIN], service)]
-    if C.ITEM_ID in rows.columns:
-        parts.append(_pit_features(store, rows, day, [C.ITEM_ID], store.get_feature_view(ITEM_SIDE_INFO)))
-    names = [n for part in parts for n in part.column_names]
-    clash = [n for n in names if n in rows.columns]
-    if clash:
-        raise C.ContractError(f"rows already have feature column(s) {clash}")
-    feats = pa.Table.from_arrays([c for part in parts for c in part.columns], names=names)
-    out = normalize_sequences(feats).to_pandas(types_mapper=_pandas_type)
-    out.index = rows.index
-    return pd.concat([rows, out], axis=1)
-
-
-def _pit_features(
-    store: FeatureStore,
-    rows: pd.DataFrame,
-    day: pd.Series,
-    keys: list[str],
-    source: FeatureService | FeatureView,
-) -> pa.Table:
-    """Point-in-time features of `source` for each row (in order), joined on the distinct (keys, day)."""
-    from feast import FeatureService
-    from feast.infra.offline_stores.offline_utils import DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL as TS
-
-    if isinstance(source, FeatureService):
-        fields = [(p.name, f) for p in source.feature_view_projections for f in p.features]
-    else:
-        fields = [(source.name, f) for f in source.features]
-    keyed = rows[keys].reset_index(drop=True).copy()
-    keyed[_DAY] = day
-    uniq = keyed.drop_duplicates(ignore_index=True)
-    uniq = uniq.assign(**{_ROW: range(len(uniq))})
-    entity = uniq.rename(columns={_DAY: TS})
-    refs = [f"{v}:{f.name}" for v, f in fields]
-    got = store.get_historical_features(entity_df=entity, features=refs).to_arrow()
-    if got.num_rows != len(uniq):
-        raise FeatureStoreError(
-            f"historical retrieval returned {got.num_rows} rows for {len(uniq)} entity rows"
-        )
-    # position of each input row's (keys, day) in the retrieval result sorted by _ROW
-    pos = keyed.merge(uniq, on=[*keys, _DAY], how="left", sort=False)[_ROW].to_numpy()
-    schema = pa.schema([pa.field(f.name, _ARROW[str(f.dtype)]) for _, f in fields])
-    return got.sort_by(_ROW).select(schema.names).cast(schema).take(pa.array(pos))
-
-
-def _utc_series(col: pd.Series) -> pd.Series:
-    """A timestamp column as tz-aware UTC (naive means UTC, by contract)."""
-    import pandas as pd
-
-    col = pd.to_datetime(col)
-    return col.dt.tz_localize("UTC") if col.dt.tz is None else col.dt.tz_convert("UTC")
-
-
-# ---------------------------------------------------------------------------------------------
-# the training table through Feast (same columns, order and dtypes as features.dataset)
-# ---------------------------------------------------------------------------------------------
-
-
-def built_max_len(workdir: Path | str) -> int:
-    """The sequence length the store's snapshots were built with."""
-    path = data_dir(workdir) / BUILD_INFO
-    if not path.is_file():
-        raise FeatureStoreError(f"{path}: missing; run `dacdr features build --workdir {workdir}` first")
-    return int(json.loads(path.read_text())["max_len"])
-
-
-def historical_training_table(
-    workdir: Path | str,
-    logs: Path | str,
-    max_len: int | None = None,
-    base_logs: Path | str | None = None,
-    train_end: str | None = None,
-) -> pd.DataFrame:
-    """features.dataset.build_training_table's table, with every feature read through Feast.
-
-    The impression rows and is_cold come from `logs` exactly as the direct builder makes them;
-    item side info, d_<feature> domain features and the seq_* columns come from one point-in-time
-    retrieval (historical_features) over the duckdb offline store. Same columns, order, dtypes.
-    `max_len` must match the store's build (default: the store's).
-    """
-    from features.sequences import RESERVED_ID, sequence_columns
-
-    built = built_max_len(workdir)
-    if max_len is not None and max_len != built:
-        raise FeatureStoreError(f"the store was built with max_len={built}, asked for {max_len}; rebuild it")
-    rows, feats = _training_rows(Path(logs), None if base_logs is None else Path(base_logs), train_end)
-    got = historical_features(workdir, rows)
-    domain_cols = [C.domain_feature_col(f) for f in feats]
-    absent = [c for c in domain_cols if c not in got.columns]
-    if absent:
-        raise FeatureStoreError(f"the store's domain view lacks {absent}; rebuild it from these logs")
-    unknown = got.loc[got[C.ROLE].isna(), C.DOMAIN].unique().tolist()
-    if unknown:
-        raise FeatureStoreError(f"domain(s) {sorted(unknown)} are not in the store's domain view; rebuild it")
-    for c in C.SIDE_INFO:
-        got[c] = got[c].fillna(RESERVED_ID).astype("int64")
-    for c in domain_cols:
-        got[c] = got[c].astype(object)
-    order = [*C.columns(C.IMPRESSIONS), *C.SIDE_INFO, C.IS_COLD, *domain_cols, *sequence_columns()]
-    return got[order]
-
-
-def _training_rows(
-    logs: Path, base_logs: Path | None, train_end: str | None
-) -> tuple[pd.DataFrame, list[str]]:
-    """Target-domain impression rows with is_cold (the direct builder's selection) and domain features."""
-    from features.dataset import target_impressions
-
-    imps, domains = target_impressions(logs, base_logs, train_end)
-    return imps.to_pandas(), C.domain_feature_columns(domains.column_names)
-
-
-def write_training_dataset(
-    workdir: Path | str,
-    logs: Path | str,
-    out: Path | str,
-    test_days: int = 1,
-    val_days: int = 1,
-    base_logs: Path | str | None = None,
-) -> Path:
-    """features.dataset.build_dataset's output (splits + manifest.json), the table built through Feast."""
-    from features.dataset import read_domains, training_window_end, write_dataset
-
-    logs = Path(logs)
-    base = None if base_logs is None else Path(base_logs)
-    domains = read_domains(logs, base)
-    train_end = training_window_end(logs, domains, test_days, val_days)
-    table = historical_training_table(workdir, logs, base_logs=base, train_end=train_end)
-    return write_dataset(table, domains, Path(out), built_max_len(workdir), test_days, val_days,
-                         extra={"source": "feast"})

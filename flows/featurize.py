@@ -30,7 +30,7 @@ def apply_task(feast: str) -> None:
 @task(retries=2, retry_delay_seconds=3, retry_condition_fn=retry_transient)
 def materialize_task(feast: str, end: str | None) -> dict[str, int]:
     """Incrementally materialize the offline store into the online store up to `end` (default now)."""
-    from features.store import materialize
+    from features.materialize import materialize
 
     when = None if end is None else datetime.fromisoformat(end).replace(tzinfo=UTC)
     return materialize(Path(feast), when).rows

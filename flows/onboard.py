@@ -143,7 +143,7 @@ def validate_onboarding_task(stage: str, dt: str, lake: str) -> dict[str, Any]:
 @task
 def dataset_task(workdir: str, domain: str) -> str:
     """The new domain's training table through Feast (its impressions + its registered domain row)."""
-    from features.store import write_training_dataset
+    from features.offline import write_training_dataset
 
     layout = Layout.of(workdir)
     out = layout.onboard(domain) / "dataset"

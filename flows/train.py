@@ -30,7 +30,7 @@ DEFAULT_FINETUNE_BATCH = 256
 @task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_transient)
 def training_table_task(workdir: str) -> dict[str, Any]:
     """Build train/validation/test through Feast's point-in-time join; returns the manifest."""
-    from features.store import write_training_dataset
+    from features.offline import write_training_dataset
 
     layout = Layout.of(workdir)
     write_training_dataset(layout.feast, layout.curated, layout.dataset)

@@ -6,7 +6,7 @@ the serialized entity key + project, each feature is the field murmur3("<view>:<
 `type: features.feature_repo.pipelined_redis.PipelinedRedisOnlineStore`.
 
 write_serialized overwrites without Feast's read-before-write timestamp check (one round trip
-per batch instead of two): features.store.materialize writes each entity's latest row of a window
+per batch instead of two): features.materialize.materialize writes each entity's latest row of a window
 that starts where the previous one ended, so a write is never older than what it replaces.
 """
 

@@ -1,6 +1,6 @@
 """A batch of feature rows in an online store's own bytes, written without building a proto per value.
 
-features.store.materialize hands each batch of a view to the online store as a SerializedBatch when
+features.materialize.materialize hands each batch of a view to the online store as a SerializedBatch when
 the store has `write_serialized` (the batched SQLite and pipelined Redis stores here); the bytes
 are exactly what Feast's online_write_batch would store (features.feature_repo.wire; tested).
 """

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from features import contract as C
-from features import io
+from features import io, materialize, offline, online
 from features import store as S
 from features.feature_repo.batched_sqlite import STORE_TYPE
 from features.feature_repo.services import DACDR_V1
@@ -83,7 +83,7 @@ def test_training_table_through_feast_equals_direct_build(feast_workdir: Path, t
     from features.dataset import build_training_table
 
     direct = build_training_table(tiny_logs)
-    via_feast = S.historical_training_table(feast_workdir, tiny_logs)
+    via_feast = offline.historical_training_table(feast_workdir, tiny_logs)
     assert list(via_feast.columns) == list(direct.columns)
     assert len(via_feast) == len(direct) > 1000
     assert (via_feast[SEQS[0]].list.len() > 0).any()  # not all-empty sequences
@@ -97,7 +97,7 @@ def test_no_label_row_lost_for_unknown_users_and_early_rows(feast_workdir: Path,
     unknown = imps.iloc[5:10].assign(**{C.USER_ID: np.arange(1, 6)})
     rows = pd.concat([unknown, imps, early, imps.iloc[:3]], ignore_index=True)
     rows.index = rows.index * 7 + 3  # a non-default index must be kept
-    got = S.historical_features(feast_workdir, rows)
+    got = offline.historical_features(feast_workdir, rows)
     assert len(got) == len(rows)
     assert got.index.equals(rows.index)
     pd.testing.assert_series_equal(got[C.LABEL], rows[C.LABEL])
@@ -120,7 +120,7 @@ def test_online_features_one_call_match_latest_snapshot(feast_workdir: Path, tin
     """online_features gives sequences, activity and domain features per user; unknown users: empty lists."""
     users = _some_users(feast_workdir, 20)
     domain = "fashion_feed"
-    got = S.online_features(feast_workdir, [*users, 1], domain)
+    got = online.online_features(feast_workdir, [*users, 1], domain)
     assert got[C.USER_ID].tolist() == [*users, 1]
     seqs = _latest_snapshots(feast_workdir, USER_SEQUENCES_FILE).loc[users]
     for col in SEQS:
@@ -140,7 +140,7 @@ def test_item_features_and_bad_input(feast_workdir: Path, tiny_logs: Path, tmp_p
     """item_features equals the items table (unknown ids null); bad input gets a clear error."""
     items = io.read_table(tiny_logs, C.ITEMS).to_pandas().set_index(C.ITEM_ID)
     ids = [int(i) for i in items.index[:50]] + [7]
-    got = S.item_features(feast_workdir, ids)
+    got = online.item_features(feast_workdir, ids)
     assert got[C.ITEM_ID].tolist() == ids
     for col in item_columns():
         expect = items.loc[ids[:-1], col].astype(got[col].dtype)
@@ -154,15 +154,16 @@ def test_item_features_and_bad_input(feast_workdir: Path, tiny_logs: Path, tmp_p
         (S.data_dir(fresh) / name).write_bytes((S.data_dir(feast_workdir) / name).read_bytes())
     S.render_repo(fresh)
     with pytest.raises(S.FeatureStoreError, match="dacdr features apply"):
-        S.materialize(fresh)  # built but never applied: nothing would be written
+        materialize.materialize(fresh)  # built but never applied: nothing would be written
     with pytest.raises(ValueError, match="redis url"):
         S.OnlineConfig(kind="redis")
     with pytest.raises(C.ContractError, match="invalid domain name"):
-        S.online_features(feast_workdir, [1], "Bad Domain")
+        online.online_features(feast_workdir, [1], "Bad Domain")
     with pytest.raises(C.ContractError, match="event_time"):
-        S.historical_features(feast_workdir, pd.DataFrame({C.USER_ID: [1], C.DOMAIN: ["x"]}))
+        offline.historical_features(feast_workdir, pd.DataFrame({C.USER_ID: [1], C.DOMAIN: ["x"]}))
     with pytest.raises(S.FeatureStoreError, match="max_len"):
-        S.historical_training_table(feast_workdir, tiny_logs, max_len=S.built_max_len(feast_workdir) + 1)
+        too_long = S.built_max_len(feast_workdir) + 1
+        offline.historical_training_table(feast_workdir, tiny_logs, max_len=too_long)
 
 
 def test_serialized_batches_hold_the_bytes_feast_writes(feast_workdir: Path) -> None:
@@ -253,7 +254,7 @@ def test_feature_server_over_http(feast_workdir: Path) -> None:
     answer = resp.json()
     names = answer["metadata"]["feature_names"]
     values = {n: r["values"] for n, r in zip(names, answer["results"], strict=True)}
-    expect = S.online_features(feast_workdir, users, "fashion_feed")
+    expect = online.online_features(feast_workdir, users, "fashion_feed")
     assert values[C.USER_ID] == users
     for col in (SEQS[0], SEQS[-1], activity_count_col("click"), C.domain_feature_col("page_type")):
         want = [v.tolist() if hasattr(v, "tolist") else v for v in expect[col]]
@@ -272,18 +273,18 @@ def test_redis_online_store_incremental(
     assert f"type: {REDIS_TYPE}" in (S.repo_dir(workdir) / S.YAML_NAME).read_text()
     S.apply(workdir)
     cut = pd.Timestamp("2026-09-05", tz="UTC")
-    first = S.materialize(workdir, cut.to_pydatetime())
+    first = materialize.materialize(workdir, cut.to_pydatetime())
     users = _some_users(workdir, 15)
-    early = S.online_features(workdir, users, "home_living")
+    early = online.online_features(workdir, users, "home_living")
     snaps = _latest_snapshots(workdir, USER_SEQUENCES_FILE, before=cut)
     for u, seq in zip(users, early[SEQS[0]], strict=True):
         assert list(seq) == (list(snaps.loc[u, SEQS[0]]) if u in snaps.index else [])
-    second = S.materialize(workdir)
+    second = materialize.materialize(workdir)
     assert 0 < second.rows[USER_SEQUENCES] <= first.rows[USER_SEQUENCES] + len(users) * 100
-    got = S.online_features(workdir, users, "home_living")
-    ref = S.online_features(feast_workdir, users, "home_living")
+    got = online.online_features(workdir, users, "home_living")
+    ref = online.online_features(feast_workdir, users, "home_living")
     pd.testing.assert_frame_equal(got, ref)
-    assert S.packed_sequences(workdir, users) == S.packed_sequences(feast_workdir, users)
+    assert online.packed_sequences(workdir, users) == online.packed_sequences(feast_workdir, users)
 
 
 def test_materialize_only_some_views(feast_workdir: Path, tmp_path: Path) -> None:
@@ -294,14 +295,14 @@ def test_materialize_only_some_views(feast_workdir: Path, tmp_path: Path) -> Non
     shutil.copytree(S.data_dir(feast_workdir), S.data_dir(work), ignore=shutil.ignore_patterns("*.db"))
     S.render_repo(work)
     S.apply(work)
-    result = S.materialize(work, views=[USER_PACKED, DOMAIN_FEATURES])
+    result = materialize.materialize(work, views=[USER_PACKED, DOMAIN_FEATURES])
     assert set(result.rows) == {USER_PACKED, DOMAIN_FEATURES} and result.rows[USER_PACKED] > 0
     users = _some_users(feast_workdir, 5)
-    assert S.packed_sequences(work, users) == S.packed_sequences(feast_workdir, users)
-    later = S.materialize(work)  # the rest follow; the packed view resumes after its own window
+    assert online.packed_sequences(work, users) == online.packed_sequences(feast_workdir, users)
+    later = materialize.materialize(work)  # the rest follow; the packed view resumes after its own window
     assert later.rows[USER_PACKED] == 0 and later.rows[USER_SEQUENCES] == result.rows[USER_PACKED]
     with pytest.raises(S.FeatureStoreError, match=r"no feature view\(s\) \['nope'\]"):
-        S.materialize(work, views=["nope"])
+        materialize.materialize(work, views=["nope"])
 
 
 @pytest.mark.redis
@@ -318,18 +319,19 @@ def test_redis_push_equals_sqlite_push(redis_url: str, tiny_logs: Path, tmp_path
         "redis": S.OnlineConfig(kind=S.ONLINE_REDIS, redis_url=redis_url.rsplit("/", 1)[0] + "/1"),
     }
     results = {}
-    for name, online in stores.items():
-        S.build(tiny_logs, tmp_path / name, online=online)
+    for name, config in stores.items():
+        S.build(tiny_logs, tmp_path / name, online=config)
         S.apply(tmp_path / name)
-        S.materialize(tmp_path / name, midnight)
+        materialize.materialize(tmp_path / name, midnight)
         results[name] = push(tiny_logs, day, tmp_path / name)
     assert results["redis"].changed == results["sqlite"].changed > 0
     users = [int(u) for u in np.unique(io.read_table(tiny_logs, C.BEHAVIORS, day).column(C.USER_ID))[:40]]
     pd.testing.assert_frame_equal(
-        S.online_features(tmp_path / "redis", users, "fashion_feed"),
-        S.online_features(tmp_path / "sqlite", users, "fashion_feed"),
+        online.online_features(tmp_path / "redis", users, "fashion_feed"),
+        online.online_features(tmp_path / "sqlite", users, "fashion_feed"),
     )
-    assert S.packed_sequences(tmp_path / "redis", users) == S.packed_sequences(tmp_path / "sqlite", users)
+    redis_blobs = online.packed_sequences(tmp_path / "redis", users)
+    assert redis_blobs == online.packed_sequences(tmp_path / "sqlite", users)
     assert push(tiny_logs, day, tmp_path / "redis").changed == 0
 
 
@@ -353,8 +355,8 @@ def test_moved_workdir_uses_its_own_registry_and_online_store(
         USER_SEQUENCES, USER_ACTIVITY, USER_PACKED, ITEM_SIDE_INFO, DOMAIN_FEATURES
     }
     users = _some_users(feast_workdir, 3)
-    got = S.online_features(store, users, "fashion_feed")
-    want = S.online_features(feast_workdir, users, "fashion_feed")
+    got = online.online_features(store, users, "fashion_feed")
+    want = online.online_features(feast_workdir, users, "fashion_feed")
     pd.testing.assert_frame_equal(got, want)
     assert not first.exists() and not (tmp_path / S.DATA_DIRNAME).exists(), "no db created elsewhere"
 
@@ -372,7 +374,7 @@ def test_latest_rows_equal_feasts_pull(feast_workdir: Path) -> None:
         src, keys = view.batch_source, [e.name for e in view.entity_columns]
         names = [f.name for f in view.features]
         for start, end in windows:
-            ours = S.latest_rows(src.path, keys, names, src.timestamp_field, start, end)
+            ours = materialize.latest_rows(src.path, keys, names, src.timestamp_field, start, end)
             theirs = provider.offline_store.pull_latest_from_table_or_query(
                 config=store.config, data_source=src, join_key_columns=keys, feature_name_columns=names,
                 timestamp_field=src.timestamp_field, created_timestamp_column=None,

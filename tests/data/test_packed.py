@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from features import contract as C
+from features import online
 from features import store as S
 from features.feature_repo.sources import USER_PACKED_FILE, USER_SEQUENCES_FILE
 from features.feature_repo.views import PACKED_SEQUENCES
@@ -67,8 +68,8 @@ def test_bad_blobs_and_misaligned_lists_are_named(feast_workdir: Path) -> None:
 def test_feast_serves_the_packed_view_like_the_per_field_view(feast_workdir: Path) -> None:
     """Online, through Feast: each user's packed blob unpacks to its per-field online features."""
     users = [int(u) for u in np.unique(_snapshots(feast_workdir).column(C.USER_ID))[::5][:25]] + [10**12]
-    per_field = S.online_features(feast_workdir, users, "fashion_feed")
-    got = unpack(S.packed_sequences(feast_workdir, users))
+    per_field = online.online_features(feast_workdir, users, "fashion_feed")
+    got = unpack(online.packed_sequences(feast_workdir, users))
     for col in sequence_columns():
         assert got.column(col).to_pylist() == [list(x) for x in per_field[col]], col
     assert got.column(sequence_columns()[0]).to_pylist()[-1] == []

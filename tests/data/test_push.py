@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pytest
 
 from features import contract as C
-from features import io
+from features import io, materialize, online
 from features import store as S
 from features.packed import unpack
 from features.push import day_behaviors, push
@@ -79,7 +79,7 @@ def test_push_then_replay_and_feasts_own_push(feast_workdir: Path, tiny_logs: Pa
     day = _days(tiny_logs)[-1]
     midnight = datetime.fromisoformat(day).replace(tzinfo=UTC)
     for dst in (ours, feasts):
-        S.materialize(dst, midnight)
+        materialize.materialize(dst, midnight)
     noon = midnight + timedelta(hours=12)
     result = push(tiny_logs, day, ours, until=noon)
     events = day_behaviors(tiny_logs, day, noon)
@@ -90,10 +90,10 @@ def test_push_then_replay_and_feasts_own_push(feast_workdir: Path, tiny_logs: Pa
     snaps = sequence_snapshots(so_far, io.read_table(tiny_logs, C.ITEMS), io.read_table(tiny_logs, C.DOMAINS))
     want = _latest(snaps)
     want = want.filter(pc.is_in(want.column(C.USER_ID), pa.array(users)))
-    got = unpack(S.packed_sequences(ours, want.column(C.USER_ID).to_pylist()))
+    got = unpack(online.packed_sequences(ours, want.column(C.USER_ID).to_pylist()))
     assert got.to_pylist() == want.select(sequence_columns()).to_pylist()
-    per_field = S.online_features(ours, users, "fashion_feed")
-    every = unpack(S.packed_sequences(ours, users))
+    per_field = online.online_features(ours, users, "fashion_feed")
+    every = unpack(online.packed_sequences(ours, users))
     for col in sequence_columns():
         assert every.column(col).to_pylist() == [list(x) for x in per_field[col]], col
     state = _online_rows(ours)

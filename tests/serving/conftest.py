@@ -79,12 +79,13 @@ def last_json(proc: subprocess.CompletedProcess[str]) -> dict:
 @pytest.fixture(scope="session")
 def serving_feast(tiny_logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Feast working directory built, applied and materialized from tiny_logs."""
+    from features import materialize
     from features import store as fs
 
     work = tmp_path_factory.mktemp("serving_feast")
     fs.build(tiny_logs, work)
     fs.apply(work)
-    fs.materialize(work)
+    materialize.materialize(work)
     return work
 
 

@@ -1,4 +1,4 @@
-"""The service's arrow-native online read returns what features.store.online_features returns."""
+"""The service's arrow-native online read returns what features.online.online_features returns."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ def test_service_read_equals_store_online_features(serving_feast: Path, serving_
 
     from bento.service import read_user_features
     from features import contract as C
+    from features import online
     from features import store as fs
     from features.feature_repo.services import DACDR_V1
     from features.feature_repo.sources import USER_SEQUENCES_FILE
@@ -21,7 +22,7 @@ def test_service_read_equals_store_online_features(serving_feast: Path, serving_
     users = pq.read_table(fs.data_dir(serving_feast) / USER_SEQUENCES_FILE, columns=[C.USER_ID]).column(0)
     ids = [int(u) for u in users.unique().to_pylist()[:20]] + [10**12 + 3]
     got = read_user_features(store, store.get_feature_service(DACDR_V1), ids, serving_domain)
-    want = pa.Table.from_pandas(fs.online_features(store, ids, serving_domain), preserve_index=False)
+    want = pa.Table.from_pandas(online.online_features(store, ids, serving_domain), preserve_index=False)
     compared = [
         c for c in want.column_names if c.startswith(("seq_", C.DOMAIN_FEATURE_PREFIX)) or c == C.USER_ID
     ]
@@ -42,6 +43,7 @@ def test_packed_read_tensors_equal_the_frame_path(
 
     from bento.service import read_user_features
     from features import contract as C
+    from features import online
     from features import store as fs
     from features.feature_repo.services import DACDR_V1
     from features.feature_repo.sources import USER_SEQUENCES_FILE
@@ -52,8 +54,8 @@ def test_packed_read_tensors_equal_the_frame_path(
     users = pq.read_table(fs.data_dir(serving_feast) / USER_SEQUENCES_FILE, columns=[C.USER_ID]).column(0)
     ids = [int(u) for u in users.unique().to_pylist()[::7][:30]] + [10**12 + 3]
     ids.append(ids[0])
-    domain = spec.domain_batch(serving_domain, fs.domain_values(store, serving_domain))
-    got = spec.tensorize_users(fs.packed_sequences(store, ids), domain)
+    domain = spec.domain_batch(serving_domain, online.domain_values(store, serving_domain))
+    got = spec.tensorize_users(online.packed_sequences(store, ids), domain)
     rows = read_user_features(store, store.get_feature_service(DACDR_V1), ids, serving_domain)
     rows = rows.append_column(C.ITEM_ID, pa.array(np.zeros(len(ids), dtype=np.int64)))
     for c in C.SIDE_INFO:

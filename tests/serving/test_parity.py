@@ -39,7 +39,7 @@ def _known_user_and_items(served: Served) -> tuple[int, list[int]]:
 def test_http_scores_equal_offline_scores(served: Served, cold: bool) -> None:
     """Same user, items and time: HTTP /rank == predict() on the offline (historical) Feast row."""
     from features import contract as C
-    from features.store import historical_features
+    from features.offline import historical_features
     from models.checkpoint import load_checkpoint
     from models.predict import predict
 
