@@ -137,16 +137,25 @@ def read_table(root: Path | str, table: str, dt: str | None = None, keep_extra: 
         raise C.ContractError(f"{root}/{table}: files disagree on schema: {exc}") from exc
 
 
-def write_table(tbl: pa.Table, path: Path | str, dictionary_columns: list[str] | None = None) -> Path:
+def write_table(
+    tbl: pa.Table,
+    path: Path | str,
+    dictionary_columns: list[str] | None = None,
+    row_group_size: int | None = None,
+) -> Path:
     """Write a parquet file atomically (temp file in the same folder, then rename).
 
     `dictionary_columns`: dictionary-encode only these columns (default: all). Skipping dictionary
     attempts on high-cardinality columns (request ids, timestamps) makes large writes ~3x faster.
+    `row_group_size`: rows per row group (default pyarrow's, 1M).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(tbl, tmp, use_dictionary=True if dictionary_columns is None else dictionary_columns)
+    pq.write_table(
+        tbl, tmp, use_dictionary=True if dictionary_columns is None else dictionary_columns,
+        row_group_size=row_group_size,
+    )
     os.replace(tmp, path)
     return path
 
