@@ -13,15 +13,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dacdr.engine import LOCAL, RAY
 from features import contract as C
 from features import io
 from features.sequences import (
     DEFAULT_MAX_LEN,
     RESERVED_ID,
     SEQUENCE_TYPE,
-    attach_sequences,
     sequence_columns,
-    sequence_snapshots,
+    with_sequences,
 )
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -153,6 +153,7 @@ def build_training_table(
     base_logs: Path | None = None,
     train_end: str | None = None,
     history_at: datetime | None = None,
+    engine: str = LOCAL,
 ) -> pd.DataFrame:
     """One row per target-domain impression of `logs`, ordered by (event_time, request_id, item_id).
 
@@ -165,6 +166,7 @@ def build_training_table(
     row's own event_time: the cold-start protocol's "full source profile" (the paper's Table 3 and
     the MF bridges use every source rating of a user). Never for serving-faithful data: a row then
     sees source behaviour from after its own time.
+    `engine` `ray` computes the sequences on Ray Data (features.ray_data): the same table.
     """
     logs = Path(logs)
     base_logs = Path(base_logs) if base_logs is not None else None
@@ -187,15 +189,12 @@ def build_training_table(
         cols[C.domain_feature_col(f)] = pc.take(domains[f].cast(pa.string()), dom_pos)
     table = pa.table(cols)
 
-    snaps = sequence_snapshots(behaviors, items, domains, max_len)
-    if history_at is None:
-        table = attach_sequences(table, snaps)
+    if engine == RAY:
+        from features import ray_data
+
+        table = ray_data.with_sequences(table, behaviors, items, domains, max_len, history_at)
     else:
-        at = pa.array(np.full(table.num_rows, history_at), type=table.schema.field(C.EVENT_TIME).type)
-        keys = pa.table({C.USER_ID: table[C.USER_ID], C.EVENT_TIME: at})
-        seqs = attach_sequences(keys, snaps)
-        for name in sequence_columns():
-            table = table.append_column(name, seqs[name])
+        table = with_sequences(table, behaviors, items, domains, max_len, history_at)
     return table.to_pandas(types_mapper=_list_to_arrow_dtype)
 
 
@@ -324,12 +323,14 @@ def build_dataset(
     val_days: int = 1,
     base_logs: Path | None = None,
     burn_in_days: int = 0,
+    engine: str = LOCAL,
 ) -> Path:
     """Write out/{train,validation,test}.parquet and out/manifest.json atomically; returns `out`."""
     logs = Path(logs)
     domains = read_domains(logs, Path(base_logs) if base_logs is not None else None)
     train_end = training_window_end(logs, domains, test_days, val_days)
-    table = build_training_table(logs, max_len=max_len, base_logs=base_logs, train_end=train_end)
+    table = build_training_table(logs, max_len=max_len, base_logs=base_logs, train_end=train_end,
+                                 engine=engine)
     return write_dataset(table, domains, out, max_len, test_days, val_days, burn_in_days=burn_in_days)
 
 

@@ -18,6 +18,7 @@ Conventions (a contract; other stages rely on them):
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -313,3 +314,27 @@ def attach_sequences(rows: pa.Table | pd.DataFrame, snapshots: pa.Table) -> pa.T
     for c in sequence_columns():
         tbl = tbl.append_column(pa.field(c, SEQUENCE_TYPE, nullable=False), gathered[c])
     return tbl
+
+
+def with_sequences(
+    rows: pa.Table,
+    behaviors: pa.Table,
+    items: pa.Table,
+    domains: pa.Table,
+    max_len: int = DEFAULT_MAX_LEN,
+    history_at: datetime | None = None,
+) -> pa.Table:
+    """`rows` (user_id, event_time, ...) with the seq_* columns of their users' snapshots appended.
+
+    As of each row's event_time, or, with `history_at`, as of that one time for every row (see
+    features.dataset.build_training_table). Per user: a partition of the users gives the rows of
+    those users exactly (the Ray engine, features.ray_data, relies on it).
+    """
+    snaps = sequence_snapshots(behaviors, items, domains, max_len)
+    if history_at is None:
+        return attach_sequences(rows, snaps)
+    at = pa.array(np.full(rows.num_rows, history_at), type=rows.schema.field(C.EVENT_TIME).type)
+    seqs = attach_sequences(pa.table({C.USER_ID: rows[C.USER_ID], C.EVENT_TIME: at}), snaps)
+    for name in sequence_columns():
+        rows = rows.append_column(name, seqs[name])
+    return rows

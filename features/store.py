@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 
+from dacdr.engine import LOCAL, RAY
 from dacdr.threads import duckdb_threads
 from features import contract as C
 
@@ -247,12 +248,17 @@ def domain_table(domains: pa.Table) -> pa.Table:
 
 
 def build(
-    logs: Path | str, workdir: Path | str, max_len: int | None = None, online: OnlineConfig | None = None
+    logs: Path | str,
+    workdir: Path | str,
+    max_len: int | None = None,
+    online: OnlineConfig | None = None,
+    engine: str = LOCAL,
 ) -> BuildResult:
     """Compute every feature view's parquet from a landing/curated zone and render the Feast repo.
 
     Sequence snapshots come from features.sequences.sequence_snapshots, the same function the
-    training-table builder uses. Files are replaced atomically; re-running is safe.
+    training-table builder uses (`engine` ray: run per user partition on Ray Data, the same table).
+    Files are replaced atomically; re-running is safe.
     """
     from features import io
     from features.feature_repo.sources import (
@@ -267,8 +273,14 @@ def build(
     behaviors = io.read_table(logs, C.BEHAVIORS)
     items = io.read_table(logs, C.ITEMS)
     domains = io.read_table(logs, C.DOMAINS)
+    if engine == RAY:
+        from features import ray_data
+
+        snapshots = ray_data.sequence_snapshots(behaviors, items, domains, max_len)
+    else:
+        snapshots = sequence_snapshots(behaviors, items, domains, max_len)
     tables = {
-        USER_SEQUENCES_FILE: sequence_snapshots(behaviors, items, domains, max_len),
+        USER_SEQUENCES_FILE: snapshots,
         USER_ACTIVITY_FILE: activity_snapshots(behaviors, domains),
         ITEMS_FILE: _dimension_with_valid_from(items),
         DOMAINS_FILE: domain_table(domains),
