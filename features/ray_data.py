@@ -14,14 +14,17 @@ What runs where: the driver reads the tables (features.io, as the local engine d
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dacdr.engine import init_ray
 from features import contract as C
 from features import sequences as S
+from features import suites
 
 PART = "__part"  # the partition id of a task's input row (Ray Data's batch)
 ROW = "__row"  # a row's position in the caller's table, to restore its order
@@ -34,15 +37,19 @@ def default_partitions() -> int:
     return max(1, 2 * int(ray.cluster_resources().get("CPU", 1)))
 
 
-def split_by_user(tbl: pa.Table, parts: int) -> list[pa.Table]:
-    """`tbl`'s rows in `parts` pieces by user_id mod `parts`; each piece keeps the rows' order."""
+def partition_rows(codes: np.ndarray, parts: int) -> list[np.ndarray]:
+    """Row positions of each of `parts` partitions, by non-negative int `codes` mod `parts`, ascending."""
     if parts < 1:
         raise ValueError(f"partitions must be >= 1, got {parts}")
-    part = np.mod(tbl[C.USER_ID].to_numpy(), parts)
+    part = np.mod(codes, parts)
     order = np.argsort(part, kind="stable")
     bounds = np.searchsorted(part[order], np.arange(parts + 1))
-    ordered = tbl.take(pa.array(order))
-    return [ordered.slice(bounds[i], bounds[i + 1] - bounds[i]) for i in range(parts)]
+    return [order[bounds[i]:bounds[i + 1]] for i in range(parts)]
+
+
+def split_by_user(tbl: pa.Table, parts: int) -> list[pa.Table]:
+    """`tbl`'s rows in `parts` pieces by user_id mod `parts`; each piece keeps the rows' order."""
+    return [tbl.take(pa.array(rows)) for rows in partition_rows(tbl[C.USER_ID].to_numpy(), parts)]
 
 
 def _run_partition(batch: pa.Table, fn: Callable[..., pa.Table], pieces: list[list], args: tuple) -> pa.Table:
@@ -107,3 +114,43 @@ def with_sequences(
     where = np.empty(out.num_rows, np.int64)
     where[out[ROW].to_numpy()] = np.arange(out.num_rows)
     return out.take(pa.array(where)).drop_columns([ROW])
+
+
+def _piece_masks(piece: pa.Table, unparsable: pa.Table, table: str, ctx: suites.RuleContext) -> pa.Table:
+    """One partition's rule masks (features.suites.evaluate_rules) beside its rows' positions."""
+    flags = {c: unparsable[c].to_numpy(zero_copy_only=False) for c in unparsable.column_names if c != ROW}
+    masks = suites.evaluate_rules(piece, suites.row_rules(table), replace(ctx, unparsable=flags))
+    return pa.table({ROW: unparsable[ROW], **masks})
+
+
+def evaluate_rules(
+    tbl: pa.Table, table: str, ctx: suites.RuleContext, partitions: int | None = None
+) -> dict[str, np.ndarray]:
+    """features.suites.evaluate_rules on Ray Data: the same masks, in `tbl`'s row order.
+
+    Rows sharing a uniqueness key (suites.UNIQUE_KEYS) fall in one partition and keep their order,
+    so "the first copy is kept" picks the same row; every other rule is row by row.
+    """
+    init_ray()
+    parts = partitions if partitions is not None else default_partitions()
+    key = suites.UNIQUE_KEYS.get(table)
+    if key is None:
+        codes = np.arange(tbl.num_rows)
+    else:
+        encoded = pc.dictionary_encode(tbl[key[0]], null_encoding="encode").combine_chunks()
+        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    positions = partition_rows(codes, parts)
+    flags = pa.table({ROW: np.arange(tbl.num_rows, dtype=np.int64),
+                      **{c: np.asarray(m, bool) for c, m in ctx.unparsable.items()}})
+    names = [rule.name for rule in suites.row_rules(table)]
+    schema = pa.schema([pa.field(ROW, pa.int64()), *(pa.field(n, pa.bool_()) for n in names)])
+    out = map_partitions(_piece_masks, [[tbl.take(pa.array(p)) for p in positions],
+                                        [flags.take(pa.array(p)) for p in positions]],
+                         (table, replace(ctx, unparsable={})), schema)
+    rows = out[ROW].to_numpy()
+    masks = {}
+    for name in names:
+        mask = np.empty(tbl.num_rows, bool)
+        mask[rows] = out[name].to_numpy(zero_copy_only=False)
+        masks[name] = mask
+    return masks

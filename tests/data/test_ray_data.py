@@ -95,3 +95,48 @@ def test_training_table_on_ray_equals_local_in_order(ray_session: str, tiny_logs
     on_ray = build_training_table(tiny_logs, max_len=10, engine="ray")
     assert list(on_ray.dtypes) == list(local.dtypes)
     assert on_ray.equals(local)
+
+
+PARITY_FAULTS = ("duplicate_request_item", "csv_garbage_cells", "null_user_id", "bad_behavior_value")
+
+
+def _zone(out: Path) -> dict[str, pa.Table]:
+    """Every parquet file under `out`'s curated/ and quarantine/ zones, by relative path."""
+    files = sorted((out / "curated").rglob("*.parquet")) + sorted((out / "quarantine").rglob("*.parquet"))
+    return {str(p.relative_to(out)): pq.read_table(p) for p in files}
+
+
+@pytest.mark.parametrize("fault", PARITY_FAULTS)
+def test_validate_on_ray_equals_local(ray_session: str, tmp_path: Path, fault: str) -> None:
+    """validate_day with engine ray writes the local engine's curated and quarantine rows (same
+    reasons) for bad batches of both event tables: duplicates (first copy kept), unparsable CSV cells,
+    null keys."""
+    from dataclasses import replace
+
+    from features.validation import ValidationConfig, validate_day
+    from tests.data import bad_batches as BB
+
+    good = BB.good_tables()
+    logs = BB.write_good_landing(tmp_path / "logs")
+    bad = next(f for f in BB.FAULTS if f.name == fault).apply(logs, good)
+    config = ValidationConfig(data_docs=False)
+    local = validate_day(logs, BB.DT, tmp_path / "local", now=BB.NOW, config=config)
+    on_ray = validate_day(logs, BB.DT, tmp_path / "ray", now=BB.NOW, config=replace(config, engine="ray"))
+    assert on_ray.tables == local.tables and sum(t.quarantined for t in local.tables.values()) == len(bad)
+    zone_local, zone_ray = _zone(tmp_path / "local"), _zone(tmp_path / "ray")
+    assert zone_ray.keys() == zone_local.keys()
+    for path, tbl in zone_local.items():
+        assert zone_ray[path].equals(tbl), path
+
+
+def test_validate_cli_on_ray_equals_local_on_tiny(ray_session: str, tiny_logs: Path, tmp_path: Path) -> None:
+    """`dacdr validate --engine ray` on a tiny day: the local engine's curated zone, row for row."""
+    dt = C.list_days(tiny_logs)[0]
+    for engine in ("local", "ray"):
+        res = CliRunner().invoke(app, ["validate", "--logs", str(tiny_logs), "--dt", dt, "--out",
+                                       str(tmp_path / engine), "--engine", engine, "--no-data-docs"])
+        assert res.exit_code == 0, res.output + repr(res.exception)
+    zone_local, zone_ray = _zone(tmp_path / "local"), _zone(tmp_path / "ray")
+    assert zone_ray.keys() == zone_local.keys() and len(zone_local) >= 8
+    for path, tbl in zone_local.items():
+        assert zone_ray[path].equals(tbl), path
