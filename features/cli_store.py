@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from dacdr.engine import check_engine
+from dacdr.engine import RAY, check_engine
 from dacdr.errors import UserError, existing_dir, output_dir, user_errors
 
 app = typer.Typer()
@@ -86,6 +86,9 @@ def materialize_cmd(
     end: str | None = typer.Option(
         None, "--end", help="Materialize up to this date/time (UTC); default: now."
     ),
+    engine: str = typer.Option(
+        "local", "--engine", help="local (duckdb, batched writes) or ray (Feast's Ray store and ray.engine)."
+    ),
 ) -> None:
     """Incrementally load the latest feature rows up to --end into the online store."""
     import warnings
@@ -93,6 +96,9 @@ def materialize_cmd(
     from features.store import FeatureStoreError, materialize
 
     workdir, until = _built_workdir(workdir), _parse_end(end)
+    check_engine(engine)
+    if engine == RAY:
+        from features.store_ray import materialize_on_ray as materialize
     import feast  # noqa: F401  # its import turns DeprecationWarnings on ("once") for the whole process
     with warnings.catch_warnings(), user_errors(FeatureStoreError):
         # feast reads the offline store through ibis, whose duckdb backend calls APIs duckdb has
