@@ -1,7 +1,8 @@
 """Benchmark: the data stages on the local engine (duckdb/pyarrow) and on Ray (2 local workers).
 
 Usage: .venv/bin/python benchmarks/scale_out.py [--preset demo] [--engine local --engine ray]
-           [--workers 2] [--validate-days 3] [--workdir .work/bench_scale_out]
+           [--workers 2] [--validate-days 3] [--stage validate --stage snapshots --stage table]
+           [--workdir .work/bench_scale_out]
 
 Stages, each timed on its own: validate (the last --validate-days days, one validate_day each),
 sequence snapshots (the whole zone) and the training table (build_training_table). Each engine runs
@@ -77,7 +78,12 @@ def stage(name: str, rows: int, fn, rss: TreeRss) -> dict:  # noqa: ANN001 - a z
     return {"row": row, "out": out}
 
 
-def run_engine(logs: Path, engine: str, workers: int, days: int, max_len: int) -> list[dict]:
+STAGES = ("validate", "snapshots", "table")
+
+
+def run_engine(
+    logs: Path, engine: str, workers: int, days: int, max_len: int, stages: list[str]
+) -> list[dict]:
     """All stages on one engine, in this process (the parent starts one process per engine)."""
     from dacdr.engine import RAY, init_ray
     from dacdr.threads import configure
@@ -97,23 +103,26 @@ def run_engine(logs: Path, engine: str, workers: int, days: int, max_len: int) -
     all_days = C.list_days(logs, C.IMPRESSIONS)
     lake = Path(tempfile.mkdtemp(prefix=f"lake_{engine}_", dir=logs.parent))
     config = ValidationConfig(data_docs=False, engine=engine)
-    for dt in all_days[:-days]:  # earlier days accepted first: the count bounds need a history
-        validate_day(logs, dt, lake, config=ValidationConfig(data_docs=False))
-    n_val = sum(io.read_table(logs, t, dt).num_rows for dt in all_days[-days:] for t in C.EVENT_TABLES)
-    timed = all_days[-days:]
-    rows.append(stage(f"validate {days} days", n_val,
-                      lambda: [validate_day(logs, dt, lake, config=config) for dt in timed], rss)["row"])
+    if "validate" in stages:
+        for dt in all_days[:-days]:  # earlier days accepted first: the count bounds need a history
+            validate_day(logs, dt, lake, config=ValidationConfig(data_docs=False))
+        n_val = sum(io.read_table(logs, t, dt).num_rows for dt in all_days[-days:] for t in C.EVENT_TABLES)
+        timed = all_days[-days:]
+        rows.append(stage(f"validate {days} days", n_val,
+                          lambda: [validate_day(logs, dt, lake, config=config) for dt in timed], rss)["row"])
     behaviors = io.read_table(logs, C.BEHAVIORS)
     items, domains = io.read_table(logs, C.ITEMS), io.read_table(logs, C.DOMAINS)
     if engine == RAY:
         from features.ray_data import sequence_snapshots
     else:
         from features.sequences import sequence_snapshots
-    rows.append(stage("sequence snapshots", behaviors.num_rows,
-                      lambda: sequence_snapshots(behaviors, items, domains, max_len), rss)["row"])
-    n_imps = io.read_table(logs, C.IMPRESSIONS).num_rows
-    rows.append(stage("training table (read + snapshots + attach)", n_imps,
-                      lambda: build_training_table(logs, max_len=max_len, engine=engine).shape, rss)["row"])
+    if "snapshots" in stages:
+        rows.append(stage("sequence snapshots", behaviors.num_rows,
+                          lambda: sequence_snapshots(behaviors, items, domains, max_len), rss)["row"])
+    if "table" in stages:
+        n_imps = io.read_table(logs, C.IMPRESSIONS).num_rows
+        table = lambda: build_training_table(logs, max_len=max_len, engine=engine).shape  # noqa: E731
+        rows.append(stage("training table (read + snapshots + attach)", n_imps, table, rss)["row"])
     rss.stop()
     return rows
 
@@ -128,11 +137,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="Ray CPUs (workers); local threads")
     parser.add_argument("--validate-days", type=int, default=3, help="days validated in the timed stage")
     parser.add_argument("--max-len", type=int, default=50, help="sequence length")
+    parser.add_argument("--stage", action="append", choices=STAGES, help="stages (default all)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # run one engine in this process
     args = parser.parse_args()
     logs = args.workdir / f"{args.preset}-{args.seed}" / "logs"
     if args.child:
-        rows = run_engine(logs, args.child, args.workers, args.validate_days, args.max_len)
+        rows = run_engine(logs, args.child, args.workers, args.validate_days, args.max_len,
+                          args.stage or list(STAGES))
         (logs.parent / f"scale_out_{args.child}.json").write_text(json.dumps(rows, indent=2) + "\n")
         return
     from features import contract as C
@@ -148,7 +159,8 @@ def main() -> None:
         print(f"## engine {engine}", flush=True)
         cmd = [sys.executable, __file__, "--preset", args.preset, "--seed", str(args.seed), "--workdir",
                str(args.workdir), "--workers", str(args.workers), "--validate-days", str(args.validate_days),
-               "--max-len", str(args.max_len), "--child", engine]
+               "--max-len", str(args.max_len), "--child", engine,
+               *(f"--stage={s}" for s in args.stage or STAGES)]
         subprocess.run(cmd, check=True)
 
 

@@ -69,8 +69,11 @@ def materialize_on_ray(workdir: Path | str, end: datetime | None = None) -> S.Ma
         if start >= end:
             rows[fv.name] = 0
             continue
-        store.materialize(start, end, feature_views=[fv.name])
         source = fv.batch_source
         rows[fv.name] = _rows_in_window(source.path, [e.name for e in fv.entity_columns],
                                         source.timestamp_field, start, end)
+        if rows[fv.name]:
+            store.materialize(start, end, feature_views=[fv.name])
+        else:  # Feast's Ray store fails on an empty window (docs/scale-out.md): record it as done
+            store.registry.apply_materialization(fv, store.project, start, end)
     return S.MaterializeResult(rows=rows, end=end, seconds=time.perf_counter() - t0)

@@ -4,6 +4,7 @@ the scalar views."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -21,8 +22,8 @@ def test_store_on_ray_serves_what_the_local_store_serves(
     """`features build|apply|materialize --engine ray` (snapshots on Ray Data, materialization by Feast's
     ray.engine) gives every user, domain and item the local store's online values; get_historical_features
     through the Ray offline store equals duckdb's for the activity view."""
-    from features.feature_repo.views import USER_ACTIVITY
-    from features.store_ray import open_ray_store
+    from features.feature_repo.views import USER_ACTIVITY, USER_SEQUENCES
+    from features.store_ray import materialize_on_ray, open_ray_store
 
     workdir = tmp_path / "store"
     for args in (
@@ -39,6 +40,9 @@ def test_store_on_ray_serves_what_the_local_store_serves(
         assert sum(len(v) for v in local["seq_click_item_id"]) > 0  # sequences, not only empty lists
     items = io.read_table(tiny_logs, C.ITEMS)[C.ITEM_ID].to_pylist()
     assert S.item_features(workdir, items).equals(S.item_features(feast_workdir, items))
+    # a later window holds no new snapshot: recorded as done, not an error from Feast's Ray store
+    again = materialize_on_ray(workdir, datetime.now(UTC) + timedelta(days=1))
+    assert again.rows[USER_SEQUENCES] == again.rows[USER_ACTIVITY] == 0
 
     imps = io.read_table(tiny_logs, C.IMPRESSIONS).to_pandas().sample(300, random_state=0)
     entity = pd.DataFrame({C.USER_ID: imps[C.USER_ID], "event_timestamp": imps[C.EVENT_TIME].dt.floor("D")})
