@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 from dacdr.errors import UserError
@@ -101,8 +102,6 @@ def init_ray(
 
 def _has_cuda() -> bool:
     """Whether torch (when already imported) sees a GPU; a local Ray then offers it to Ray Train."""
-    import sys
-
     torch = sys.modules.get("torch")
     return bool(torch is not None and torch.cuda.is_available())
 

@@ -72,7 +72,7 @@ def train_cmd(
     """Train a model on a dataset dir (one line per epoch, then a summary); works under torchrun (DDP)."""
     from dacdr.engine import RAY, check_engine, check_workers
     from models.run import train
-    from models.train import echo_progress, summarize_run
+    from models.train import echo_progress, epoch_lines, summarize_run
     from models.zoo import get_entry
 
     _dataset(data)
@@ -96,6 +96,8 @@ def train_cmd(
                          attn_dim=attn_dim, dropout=dropout, max_batches_per_epoch=max_batches)
         typer.echo(f"training on {workers} Ray Train worker(s)")
         run = train_on_ray(args, workers)
+        for line in epoch_lines(run, model, epochs):  # the workers' own lines stay in their Ray logs
+            typer.echo(line)
         typer.echo(summarize_run(run, epochs, patience).render())
         return
     if _is_rank0():

@@ -24,6 +24,7 @@ def _ray_train(data: Path, out: Path, *extra: str) -> None:
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output + repr(res.exception)
     assert "training on 2 Ray Train worker(s)" in res.output and "best epoch" in res.output
+    assert "dacdr epoch 1/" in res.output  # the epoch lines, read back from the run's metrics.jsonl
 
 
 def test_ray_train_two_workers_match_one_process(ray_session: str, synth_data: Path, tmp_path: Path) -> None:
