@@ -11,6 +11,7 @@ for 500 M users with them). Needs a `redis-server` binary.
 from __future__ import annotations
 
 import argparse
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -83,7 +84,10 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="redis_memory_"))
     simulate(args.preset, seed=args.seed, out=root / "logs")
-    points = [measure(root / "logs", root / f"w{m}", m) for m in args.max_len or [10, 50]]
+    try:
+        points = [measure(root / "logs", root / f"w{m}", m) for m in args.max_len or [10, 50]]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     for m, (used, users, elements) in zip(args.max_len or [10, 50], points, strict=True):
         print(f"max_len {m}: {used:,} bytes, {users:,} users, {elements / users:.1f} elements/user")
     (b0, _, e0), (b1, users, e1) = points[0], points[-1]

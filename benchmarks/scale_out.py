@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -124,6 +125,11 @@ def run_engine(
         table = lambda: build_training_table(logs, max_len=max_len, engine=engine).shape  # noqa: E731
         rows.append(stage("training table (read + snapshots + attach)", n_imps, table, rss)["row"])
     rss.stop()
+    if engine == RAY:
+        from dacdr.engine import shutdown_ray
+
+        shutdown_ray()
+        shutil.rmtree(short, ignore_errors=True)
     return rows
 
 
