@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from dacdr.engine import RAY, check_engine
 from dacdr.errors import UserError, existing_dir, output_dir, user_errors
 
 app = typer.Typer()
@@ -51,15 +52,19 @@ def build_cmd(
     redis_url: str | None = typer.Option(
         None, "--redis-url", help="Redis server for --online redis, e.g. redis://127.0.0.1:6379/0."
     ),
+    engine: str = typer.Option(
+        "local", "--engine", help="local (this process) or ray (snapshots on Ray Data, $RAY_ADDRESS)."
+    ),
 ) -> None:
     """Compute daily per-user sequence snapshots and the other views' parquet; render the Feast repo."""
     from features.store import OnlineConfig, build
 
     existing_dir(logs, "--logs")
     output_dir(workdir, "--workdir")
+    check_engine(engine)
     with user_errors(ValueError, option="--online / --redis-url"):
         config = OnlineConfig(kind=online, redis_url=redis_url)
-    result = build(logs, workdir, max_len=max_len, online=config)
+    result = build(logs, workdir, max_len=max_len, online=config, engine=engine)
     for name, rows in result.rows.items():
         typer.echo(f"{name}: {rows} rows")
     typer.echo(f"feature repo: {result.repo}")
@@ -84,6 +89,9 @@ def materialize_cmd(
     views: list[str] | None = typer.Option(
         None, "--view", help="Only this feature view (repeatable); default: every view."
     ),
+    engine: str = typer.Option(
+        "local", "--engine", help="local (duckdb, batched writes) or ray (Feast's Ray store and ray.engine)."
+    ),
 ) -> None:
     """Incrementally load the latest feature rows up to --end into the online store."""
     import warnings
@@ -92,6 +100,9 @@ def materialize_cmd(
     from features.store import FeatureStoreError
 
     workdir, until = _built_workdir(workdir), _parse_end(end)
+    check_engine(engine)
+    if engine == RAY:
+        from features.store_ray import materialize_on_ray as materialize
     import feast  # noqa: F401  # its import turns DeprecationWarnings on ("once") for the whole process
     with warnings.catch_warnings(), user_errors(FeatureStoreError):
         # feast reads the offline store through ibis, whose duckdb backend calls APIs duckdb has

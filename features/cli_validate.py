@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from dacdr.engine import check_engine
 from dacdr.errors import existing_dir, iso_day, output_dir
 
 app = typer.Typer()
@@ -20,6 +21,9 @@ def validate(
     count_high: float = typer.Option(5.0, help="Fail if the day's rows > this x that median."),
     count_window: int = typer.Option(7, help="How many previous accepted days make that median."),
     data_docs: bool = typer.Option(True, help="Render Great Expectations Data Docs under OUT/data_docs."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local (this process) or ray (row rules on Ray Data, $RAY_ADDRESS)."
+    ),
 ) -> None:
     """Validate one day with Great Expectations: good rows to curated/, bad rows to quarantine/."""
     from features.suites import CountBounds
@@ -29,7 +33,9 @@ def validate(
     existing_dir(logs, "--logs")
     iso_day(dt, "--dt")
     output_dir(out, "--out")
-    config = ValidationConfig(CountBounds(count_low, count_high, count_window), data_docs=data_docs)
+    check_engine(engine)
+    config = ValidationConfig(CountBounds(count_low, count_high, count_window), data_docs=data_docs,
+                              engine=engine)
     try:
         summary = validate_day(logs, dt, out, config=config)
     except ValidationFailed as exc:

@@ -13,23 +13,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dacdr.engine import LOCAL, RAY
 from features import contract as C
 from features import io
 from features.sequences import (
     DEFAULT_MAX_LEN,
     RESERVED_ID,
+    RESOLUTION_DAY,
+    RESOLUTIONS,
     SEQUENCE_TYPE,
-    attach_sequences,
-    event_time_sequences,
     sequence_columns,
-    sequence_snapshots,
+    with_sequences,
 )
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 MANIFEST = "manifest.json"
-# what a row's sequences hold: behaviours before its day's midnight, or before its own event_time
-RESOLUTION_DAY, RESOLUTION_EVENT = "day", "event"
-RESOLUTIONS: tuple[str, ...] = (RESOLUTION_DAY, RESOLUTION_EVENT)
 _DAY_US = 86_400_000_000
 
 
@@ -158,6 +156,7 @@ def build_training_table(
     train_end: str | None = None,
     history_at: datetime | None = None,
     resolution: str = RESOLUTION_DAY,
+    engine: str = LOCAL,
 ) -> pd.DataFrame:
     """One row per target-domain impression of `logs`, ordered by (event_time, request_id, item_id).
 
@@ -174,6 +173,7 @@ def build_training_table(
     online store serves after the nightly materialization; "event" gives the behaviours strictly
     before the row's own event_time, what it serves when same-day behaviour is pushed
     (`dacdr features push`). Both come from the same streams (features.sequences).
+    `engine` `ray` computes the sequences on Ray Data (features.ray_data): the same table.
     """
     if resolution not in RESOLUTIONS:
         raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
@@ -198,16 +198,12 @@ def build_training_table(
         cols[C.domain_feature_col(f)] = pc.take(domains[f].cast(pa.string()), dom_pos)
     table = pa.table(cols)
 
-    times = table[C.EVENT_TIME]
-    if history_at is not None:
-        times = pa.array(np.full(table.num_rows, history_at), type=table.schema.field(C.EVENT_TIME).type)
-    keys = pa.table({C.USER_ID: table[C.USER_ID], C.EVENT_TIME: times})
-    if resolution == RESOLUTION_EVENT:
-        seqs = event_time_sequences(keys, behaviors, items, domains, max_len)
+    if engine == RAY:
+        from features import ray_data
+
+        table = ray_data.with_sequences(table, behaviors, items, domains, max_len, history_at, resolution)
     else:
-        seqs = attach_sequences(keys, sequence_snapshots(behaviors, items, domains, max_len))
-    for name in sequence_columns():
-        table = table.append_column(pa.field(name, seqs.schema.field(name).type, nullable=False), seqs[name])
+        table = with_sequences(table, behaviors, items, domains, max_len, history_at, resolution)
     return table.to_pandas(types_mapper=_list_to_arrow_dtype)
 
 
@@ -337,13 +333,14 @@ def build_dataset(
     base_logs: Path | None = None,
     burn_in_days: int = 0,
     resolution: str = RESOLUTION_DAY,
+    engine: str = LOCAL,
 ) -> Path:
     """Write out/{train,validation,test}.parquet and out/manifest.json atomically; returns `out`."""
     logs = Path(logs)
     domains = read_domains(logs, Path(base_logs) if base_logs is not None else None)
     train_end = training_window_end(logs, domains, test_days, val_days)
     table = build_training_table(
-        logs, max_len=max_len, base_logs=base_logs, train_end=train_end, resolution=resolution
+        logs, max_len=max_len, base_logs=base_logs, train_end=train_end, resolution=resolution, engine=engine
     )
     return write_dataset(table, domains, out, max_len, test_days, val_days, burn_in_days=burn_in_days,
                          extra={"sequence_resolution": resolution})

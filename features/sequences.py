@@ -18,6 +18,7 @@ Conventions (a contract; other stages rely on them):
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 DEFAULT_MAX_LEN = 50
+# what a row's history holds: behaviours before its day's midnight, or before its own event_time
+RESOLUTION_DAY, RESOLUTION_EVENT = "day", "event"
+RESOLUTIONS: tuple[str, ...] = (RESOLUTION_DAY, RESOLUTION_EVENT)
 RESERVED_ID = -1  # unknown side info inside sequence lists; never a real id
 SEQUENCE_TYPE = pa.list_(pa.int64())
 _DAY_US = 86_400_000_000
@@ -427,3 +431,34 @@ def merge_sequences(
     last = np.ones(len(users), bool)
     last[:-1] = users[1:] != users[:-1]
     return snaps.filter(pa.array(last)).drop_columns([C.SNAPSHOT_TIME])
+
+
+def with_sequences(
+    rows: pa.Table,
+    behaviors: pa.Table,
+    items: pa.Table,
+    domains: pa.Table,
+    max_len: int = DEFAULT_MAX_LEN,
+    history_at: datetime | None = None,
+    resolution: str = RESOLUTION_DAY,
+) -> pa.Table:
+    """`rows` (user_id, event_time, ...) with the seq_* columns of their users' histories appended.
+
+    As of each row's event_time, or, with `history_at`, as of that one time for every row (see
+    features.dataset.build_training_table); at `resolution` "day" (the daily snapshot in force) or
+    "event" (every behaviour strictly before that time, event_time_sequences). Per user: a
+    partition of the users gives the rows of those users exactly (features.ray_data relies on it).
+    """
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
+    times = rows[C.EVENT_TIME]
+    if history_at is not None:
+        times = pa.array(np.full(rows.num_rows, history_at), type=rows.schema.field(C.EVENT_TIME).type)
+    keys = pa.table({C.USER_ID: rows[C.USER_ID], C.EVENT_TIME: times})
+    if resolution == RESOLUTION_EVENT:
+        seqs = event_time_sequences(keys, behaviors, items, domains, max_len)
+    else:
+        seqs = attach_sequences(keys, sequence_snapshots(behaviors, items, domains, max_len))
+    for name in sequence_columns():
+        rows = rows.append_column(pa.field(name, SEQUENCE_TYPE, nullable=False), seqs[name])
+    return rows

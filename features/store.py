@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 
+from dacdr.engine import LOCAL, RAY
 from dacdr.threads import duckdb_threads
 from features import contract as C
 
@@ -243,12 +244,17 @@ def domain_table(domains: pa.Table) -> pa.Table:
 
 
 def build(
-    logs: Path | str, workdir: Path | str, max_len: int | None = None, online: OnlineConfig | None = None
+    logs: Path | str,
+    workdir: Path | str,
+    max_len: int | None = None,
+    online: OnlineConfig | None = None,
+    engine: str = LOCAL,
 ) -> BuildResult:
     """Compute every feature view's parquet from a landing/curated zone and render the Feast repo.
 
     Sequence snapshots come from features.sequences.sequence_snapshots, the same function the
-    training-table builder uses. Files are replaced atomically; re-running is safe.
+    training-table builder uses (`engine` ray: run per user partition on Ray Data, the same table).
+    Files are replaced atomically; re-running is safe.
     """
     from features import io
     from features.feature_repo.sources import (
@@ -268,7 +274,13 @@ def build(
     # snapshot files in time order, in row groups: a materialization window then reads only the
     # row groups its time range overlaps (parquet min/max pruning), and smaller groups stream
     by_time = [(C.SNAPSHOT_TIME, "ascending"), (C.USER_ID, "ascending")]
-    snapshots = sequence_snapshots(behaviors, items, domains, max_len).sort_by(by_time)
+    if engine == RAY:
+        from features import ray_data
+
+        snapshots = ray_data.sequence_snapshots(behaviors, items, domains, max_len)
+    else:
+        snapshots = sequence_snapshots(behaviors, items, domains, max_len)
+    snapshots = snapshots.sort_by(by_time)
     tables = {
         USER_SEQUENCES_FILE: snapshots,
         USER_PACKED_FILE: packed_snapshots(snapshots),

@@ -39,6 +39,12 @@ ROW_COUNT_IN_BOUNDS = "row_count_in_bounds"
 
 # Table of rule meta keys in GX expectations: how a GX result is mapped back to a rule.
 META_RULE = "dacdr_rule"
+# the key each table's uniqueness rule keeps the first copy of (rows sharing one must be judged together)
+UNIQUE_KEYS: dict[str, tuple[str, ...]] = {
+    C.IMPRESSIONS: (C.REQUEST_ID, C.ITEM_ID),
+    C.ITEMS: (C.ITEM_ID,),
+    C.DOMAINS: (C.DOMAIN,),
+}
 META_LEVEL = "dacdr_level"
 
 
@@ -285,7 +291,7 @@ def row_rules(table: str) -> list[RowRule]:
             RowRule(
                 "unique_request_item",
                 "no duplicated (request_id, item_id): the first copy is kept",
-                _unique((C.REQUEST_ID, C.ITEM_ID)),
+                _unique(UNIQUE_KEYS[C.IMPRESSIONS]),
                 needs_others=True,
             ),
         ]
@@ -306,7 +312,7 @@ def row_rules(table: str) -> list[RowRule]:
             RowRule(
                 "unique_item_id",
                 "item_id is unique: the first row is kept",
-                _unique((C.ITEM_ID,)),
+                _unique(UNIQUE_KEYS[C.ITEMS]),
                 needs_others=True,
             ),
         ]
@@ -317,7 +323,9 @@ def row_rules(table: str) -> list[RowRule]:
             ),
             RowRule("role_in_set", f"role is one of {list(C.ROLES)}", _in_set(C.ROLE, C.ROLES), TABLE),
             RowRule("task_in_set", f"task is one of {list(C.TASKS)}", _in_set(C.TASK, C.TASKS), TABLE),
-            RowRule("unique_domain", "domain is unique", _unique((C.DOMAIN,)), TABLE, needs_others=True),
+            RowRule(
+                "unique_domain", "domain is unique", _unique(UNIQUE_KEYS[C.DOMAINS]), TABLE, needs_others=True
+            ),
         ]
     return rules
 

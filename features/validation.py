@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from dacdr.engine import LOCAL, RAY
 from features import contract as C
 from features import suites as S
 from features.io import atomic_dir, conform, data_partitions, stray_files, write_table
@@ -58,6 +59,8 @@ class ValidationConfig:
 
     count_bounds: S.CountBounds = field(default_factory=S.CountBounds)
     data_docs: bool = True  # render GX Data Docs (about a second per run; tests of many faults skip it)
+    # where the event tables' row rules run: local, or ray (features.ray_data, the same masks)
+    engine: str = LOCAL
 
 
 @dataclass
@@ -346,12 +349,23 @@ def _reasons(masks: dict[str, np.ndarray], failed: list[str], bad_idx: np.ndarra
 
 
 def _judge(
-    gxr: _Gx, table: str, dt: str, batch: _Batch, ctx: S.RuleContext, limits: tuple[int, int | None] | None
+    gxr: _Gx,
+    table: str,
+    dt: str,
+    batch: _Batch,
+    ctx: S.RuleContext,
+    limits: tuple[int, int | None] | None,
+    engine: str = LOCAL,
 ) -> _Outcome:
     """Evaluate the rule masks, let GX validate them, and split the batch by GX's verdict."""
     rules = S.row_rules(table)
     ctx = replace(ctx, unparsable=batch.unparsable)
-    masks = S.evaluate_rules(batch.table, rules, ctx)
+    if engine == RAY and table in C.EVENT_TABLES and batch.table.num_rows:
+        from features import ray_data
+
+        masks = ray_data.evaluate_rules(batch.table, table, ctx)
+    else:  # the dimension tables are small: always here
+        masks = S.evaluate_rules(batch.table, rules, ctx)
     fails = pd.DataFrame({name: (~m).view(np.uint8) for name, m in masks.items()}, copy=False)
     results = gxr.validate(table, dt, fails, S.build_suite(table, rules, limits))
     levels = {r.name: r.level for r in rules}
@@ -463,7 +477,7 @@ def validate_day(
             if table in C.EVENT_TABLES:
                 hist = _history(out, dt, table, config.count_bounds.window)
                 limits = S.count_limits(hist, config.count_bounds)
-            res = _judge(gxr, table, dt, batch, ctx, limits)
+            res = _judge(gxr, table, dt, batch, ctx, limits, config.engine)
             outcomes[table], tables[table] = res, res.summary
             if res.table_failures:
                 rule, detail = res.table_failures[0]

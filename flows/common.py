@@ -18,6 +18,11 @@ from features import contract as C
 # run_deployment; otherwise it runs in-process. The same flow code runs in both places.
 GPU_DEPLOYMENT_ENV = "DACDR_GPU_DEPLOYMENT"
 BENTOML_HOME_ENV = "BENTOML_HOME"
+# Where a flow's submitted tasks run (the `runner` parameter of `daily`): Prefect's thread pool in
+# the flow's process, or Ray workers through prefect-ray's RayTaskRunner.
+THREAD_RUNNER = "thread"
+RAY_RUNNER = "ray"
+RUNNERS = (THREAD_RUNNER, RAY_RUNNER)
 
 
 @dataclass(frozen=True)
@@ -125,3 +130,24 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     if isinstance(exc, deterministic):
         return False
     return type(exc).__name__ != "ValidationFailed"
+
+
+def task_runner(kind: str) -> Any:
+    """The Prefect task runner named `kind` (RUNNERS); `ray` connects through dacdr.engine first.
+
+    Connecting first means RayTaskRunner finds Ray initialised and reuses it: $RAY_ADDRESS's cluster,
+    else dacdr's bounded local instance (RayTaskRunner alone would start one sized to the machine).
+    """
+    if kind not in RUNNERS:
+        raise ValueError(f"runner {kind!r}: expected one of {', '.join(RUNNERS)}")
+    if kind == RAY_RUNNER:
+        from prefect_ray import RayTaskRunner
+
+        from dacdr.engine import check_engine, init_ray
+
+        check_engine("ray", option="runner")
+        init_ray()
+        return RayTaskRunner()
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner()

@@ -8,7 +8,8 @@ from typing import Any
 
 from prefect import flow
 
-from flows.common import Layout
+from dacdr.engine import LOCAL, check_engine
+from flows.common import THREAD_RUNNER, Layout, task_runner
 from flows.featurize import features
 from flows.ingest import ingest
 from flows.package import package, rollout
@@ -36,18 +37,23 @@ def daily(
     device: str = "auto",
     seed: int = 0,
     epochs: int = DEFAULT_EPOCHS,
+    engine: str = LOCAL,
+    runner: str = THREAD_RUNNER,
 ) -> dict[str, Any]:
     """One day of production: validate `dt` (default yesterday), refresh features, maybe retrain.
 
     `retrain` None follows the schedule (`train_weekday`, or no base model yet); True/False force it.
     Packaging and rollout run whenever a training run (this flow's or the weekly `train`
     deployment's) has produced models that were not released yet.
+    `engine` (local|ray) is where validation and the snapshots compute (dacdr.engine); `runner`
+    (thread|ray) is where the validation and featurization tasks run (flows.common.task_runner).
     """
+    check_engine(engine, option="engine")
     layout = Layout.of(workdir)
     day = dt or default_day()
-    report = ingest(logs, day, workdir)
+    report = ingest.with_options(task_runner=task_runner(runner))(logs, day, workdir, engine)
     end = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
-    features(workdir, end=end)
+    features.with_options(task_runner=task_runner(runner))(workdir, end=end, engine=engine)
     do_train = retrain if retrain is not None else is_training_day(
         day, train_weekday, (layout.base_run / "checkpoint.pt").is_file()
     )

@@ -7,16 +7,17 @@ from pathlib import Path
 
 from prefect import flow, task
 
+from dacdr.engine import LOCAL, RAY
 from features import contract as C
 from flows.common import Layout, retry_transient
 
 
 @task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_transient)
-def build_task(curated: str, feast: str, max_len: int) -> None:
+def build_task(curated: str, feast: str, max_len: int, engine: str = LOCAL) -> None:
     """Compute the snapshot parquet files Feast reads (replaces them: idempotent)."""
     from features.store import build
 
-    build(Path(curated), Path(feast), max_len=max_len)
+    build(Path(curated), Path(feast), max_len=max_len, engine=engine)
 
 
 @task(retries=2, retry_delay_seconds=3, retry_condition_fn=retry_transient)
@@ -28,25 +29,30 @@ def apply_task(feast: str) -> None:
 
 
 @task(retries=2, retry_delay_seconds=3, retry_condition_fn=retry_transient)
-def materialize_task(feast: str, end: str | None) -> dict[str, int]:
+def materialize_task(feast: str, end: str | None, engine: str = LOCAL) -> dict[str, int]:
     """Incrementally materialize the offline store into the online store up to `end` (default now)."""
     from features.materialize import materialize
+    from features.store_ray import materialize_on_ray
 
     when = None if end is None else datetime.fromisoformat(end).replace(tzinfo=UTC)
-    return materialize(Path(feast), when).rows
+    run = materialize_on_ray if engine == RAY else materialize
+    return run(Path(feast), when).rows
 
 
 @flow(name="features")
-def features(workdir: str, end: str | None = None, max_len: int = 50) -> str:
+def features(workdir: str, end: str | None = None, max_len: int = 50, engine: str = LOCAL) -> str:
     """Build the day's sequence snapshots, apply the Feast repo and materialize incrementally.
 
     `end` (YYYY-MM-DD, default: now) bounds the materialization window. Returns the Feast workdir.
+    `engine` ray computes the snapshots on Ray Data and materializes with Feast's Ray offline store
+    and ray.engine (features.store_ray). The tasks are submitted one after the other,
+    so they run on the flow's task runner (a RayTaskRunner puts them on Ray).
     """
     layout = Layout.of(workdir)
-    build_task(str(layout.curated), str(layout.feast), max_len)
-    register_domains_task(str(layout.root))
-    apply_task(str(layout.feast))
-    materialize_task(str(layout.feast), end)
+    build_task.submit(str(layout.curated), str(layout.feast), max_len, engine).result()
+    register_domains_task.submit(str(layout.root)).result()
+    apply_task.submit(str(layout.feast)).result()
+    materialize_task.submit(str(layout.feast), end, engine).result()
     return str(layout.feast)
 
 

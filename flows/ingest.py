@@ -9,6 +9,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from dacdr.engine import LOCAL
 from flows.common import Layout, retry_transient
 
 
@@ -18,11 +19,11 @@ def _artifact_key(prefix: str, dt: str) -> str:
 
 
 @task(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_transient)
-def validate_task(logs: str, dt: str, lake: str) -> dict[str, Any]:
+def validate_task(logs: str, dt: str, lake: str, engine: str = LOCAL) -> dict[str, Any]:
     """Run features.validation.validate_day; returns the day's JSON report (counts, failures)."""
-    from features.validation import validate_day
+    from features.validation import ValidationConfig, validate_day
 
-    validate_day(Path(logs), dt, Path(lake))
+    validate_day(Path(logs), dt, Path(lake), config=ValidationConfig(engine=engine))
     # The JSON report is the stage's published output; reading it keeps the flow independent of
     # the in-memory summary object's shape.
     return json.loads((Path(lake) / "reports" / f"dt={dt}.json").read_text())
@@ -46,16 +47,17 @@ def report_table(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @flow(name="ingest")
-def ingest(logs: str, dt: str, workdir: str) -> dict[str, Any]:
+def ingest(logs: str, dt: str, workdir: str, engine: str = LOCAL) -> dict[str, Any]:
     """Validate the landing zone's `dt` partition: curated + quarantine + Data Docs + artifact.
 
     A table-level failure (schema, empty/unreadable file, count anomaly) fails this flow run
     and leaves the curated zone untouched; row-level failures go to quarantine with a reason.
-    Re-running a day replaces that day's outputs.
+    Re-running a day replaces that day's outputs. `engine` ray runs the row rules on Ray Data; the
+    task itself runs on the flow's task runner (submitted, so a RayTaskRunner puts it on Ray).
     """
     layout = Layout.of(workdir)
     try:
-        report = validate_task(str(Path(logs).resolve()), dt, str(layout.lake))
+        report = validate_task.submit(str(Path(logs).resolve()), dt, str(layout.lake), engine).result()
     except Exception as exc:
         create_markdown_artifact(
             f"# Validation of {dt} FAILED\n\n```\n{exc}\n```\n\nNothing was written to the curated zone.",

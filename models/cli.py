@@ -62,19 +62,44 @@ def train_cmd(
     progress: bool = typer.Option(
         True, "--progress/--no-progress", help="Show the tqdm bar within each epoch (epoch lines always)."
     ),
+    engine: str = typer.Option(
+        "local", "--engine", help="local (this process, or torchrun's) or ray (Ray Train, $RAY_ADDRESS)."
+    ),
+    workers: int = typer.Option(
+        2, "--workers", help="Ray Train workers (--engine ray): one process and one CPU or GPU each."
+    ),
 ) -> None:
     """Train a model on a dataset dir (one line per epoch, then a summary); works under torchrun (DDP)."""
+    from dacdr.engine import RAY, check_engine, check_workers
     from models.run import train
-    from models.train import echo_progress, summarize_run
+    from models.train import echo_progress, epoch_lines, summarize_run
     from models.zoo import get_entry
 
     _dataset(data)
     output_dir(out, "--out")
     with user_errors(ValueError, option="--model"):
         get_entry(model)
-    _device(device)
+    check_engine(engine)
+    if engine == RAY:
+        check_workers(workers)
+        if device not in ("auto", "cpu", "cuda"):  # the workers' GPUs, not this machine's, decide
+            raise UserError(f"--device {device!r}: with --engine ray, expected auto, cpu or cuda")
+    else:
+        _device(device)
     if lr <= 0:
         raise UserError(f"--lr {lr}: must be > 0")
+    if engine == RAY:
+        from models.ray_train import TrainArgs, train_on_ray
+
+        args = TrainArgs(str(data), str(out), model=model, device=device, seed=seed, epochs=epochs,
+                         batch_size=batch_size, lr=lr, patience=patience, resume=resume, embed_dim=embed_dim,
+                         attn_dim=attn_dim, dropout=dropout, max_batches_per_epoch=max_batches)
+        typer.echo(f"training on {workers} Ray Train worker(s)")
+        run = train_on_ray(args, workers)
+        for line in epoch_lines(run, model, epochs):  # the workers' own lines stay in their Ray logs
+            typer.echo(line)
+        typer.echo(summarize_run(run, epochs, patience).render())
+        return
     if _is_rank0():
         echo_progress()
     run = train(data, out, model=model, device=device, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,

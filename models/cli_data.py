@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from dacdr.engine import check_engine
 from dacdr.errors import existing_dir, output_dir, user_errors
 
 app = typer.Typer()
@@ -36,6 +37,9 @@ def build_dataset_cmd(
         help="Row histories as of the row's day (day: what nightly materialization serves) or "
              "its own event time (event: what serving sees with same-day `features push`).",
     ),
+    engine: str = typer.Option(
+        "local", "--engine", help="local (this process) or ray (sequences on Ray Data, $RAY_ADDRESS)."
+    ),
 ) -> None:
     """Build the training table (one row per target impression) and write its time-based splits."""
     import json
@@ -47,10 +51,11 @@ def build_dataset_cmd(
     if base_logs is not None:
         existing_dir(base_logs, "--base-logs")
     output_dir(out, "--out")
+    check_engine(engine)
     with user_errors(ContractError, ValueError):  # data that cannot make a dataset, e.g. too few days
         path = build_dataset(
             logs, out, max_len=max_len, test_days=test_days, val_days=val_days, base_logs=base_logs,
-            burn_in_days=burn_in_days, resolution=resolution,
+            burn_in_days=burn_in_days, resolution=resolution, engine=engine,
         )
     manifest = json.loads((path / MANIFEST).read_text())
     rows = ", ".join(f"{k}={v}" for k, v in manifest["rows"].items())

@@ -350,6 +350,14 @@ def epoch_line(label: str, row: dict, epochs: int) -> str:
             f"train loss {row['train_loss']:.4f}, val {metric.removeprefix('val_')} {row[metric]:.4f}{best}")
 
 
+def epoch_lines(run: Path, label: str, epochs: int) -> list[str]:
+    """A finished run's epoch lines, read back from its metrics.jsonl (a run trained elsewhere, e.g. Ray)."""
+    path = Path(run) / METRICS
+    lines = path.read_text().splitlines() if path.is_file() else []
+    rows = [json.loads(line) for line in lines if line.strip()]
+    return [epoch_line(label, row, epochs) for row in rows if "best" in row]
+
+
 class _EchoHandler(logging.Handler):
     """Print records on the current sys.stdout (looked up per record, so captured output works)."""
 

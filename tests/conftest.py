@@ -6,6 +6,9 @@ Heavy imports live inside the fixtures so collecting tests stays fast.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,9 @@ TINY_SEED = 0
 # the suite runs serially on one thread (torch, BLAS, duckdb, and every subprocess it starts through
 # $DACDR_THREADS): the runs are tiny, and a 2-core CI box may be shared with another job
 TEST_THREADS = 1
+# the one Ray instance of the suite (tests of `--engine ray`): 2 CPUs and a small object store
+RAY_CPUS = 2
+RAY_OBJECT_STORE_BYTES = 256 * 1024**2
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -51,3 +57,23 @@ def tiny_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     out = tmp_path_factory.mktemp("tiny_run")
     # validation AUC peaks within the first epochs on tiny; early stopping (patience 1) ends it
     return train(tiny_dataset, out, model="dacdr", device="cpu", seed=TINY_SEED, epochs=3, progress=False)
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[str]:
+    """A local Ray instance (or $RAY_ADDRESS's cluster) shared by every Ray test; yields its address.
+
+    Session-scoped: starting Ray costs seconds, and a local instance must not size itself to the
+    machine. Shut down when the session ends.
+    """
+    pytest.importorskip("ray")
+    from dacdr.engine import init_ray, shutdown_ray
+
+    # a short temp dir: Ray's unix sockets live under it, and under pytest's deep tmp paths they
+    # would exceed the 107-byte socket path limit
+    temp = Path(tempfile.mkdtemp(prefix="rt_", dir="/tmp"))
+    try:
+        yield init_ray(num_cpus=RAY_CPUS, object_store_bytes=RAY_OBJECT_STORE_BYTES, temp_dir=temp)
+    finally:
+        shutdown_ray()
+        shutil.rmtree(temp, ignore_errors=True)
