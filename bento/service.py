@@ -269,6 +269,8 @@ class Ranker:
     item_cache_ids: Any  # pd.Index of the cached item ids
     feast_workdir: Path | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # (the domain row it was made from, FeatureSpec.domain_batch of it): vocab lookups cost ~1.5 ms
+    domain_cache: tuple[dict, dict] | None = None
 
     @classmethod
     def load(cls, domain: str, model_tag: str | None, feast_workdir: Path | str) -> Ranker:
@@ -341,7 +343,7 @@ class Ranker:
         from features import contract as C
         from features.online import item_features
 
-        pos = self.item_cache_ids.get_indexer(item_ids)
+        pos = self.item_cache_ids.get_indexer(item_ids)  # a hash lookup; -1 for items not cached
         miss = pos < 0
         source = self.item_cache
         if miss.any():
@@ -415,37 +417,50 @@ class Ranker:
             frame, cold = self.frame(queries)
             with self.lock:  # one forward pass at a time per process; torch runs it on one thread
                 return predict(self.model, self.spec, frame, batch_size=PREDICT_BATCH, device="cpu"), cold
-        users, owner, items = self.read_tensors(queries)
+        users, uidx, owner, items = self.read_tensors(queries)
         cold = ~(users["seq_item"] != 0).flatten(1).any(dim=1).numpy()  # per distinct user
         with self.lock:
-            return predict_split(self.model, users, items, owner), cold[self.query_users(queries)[1]]
+            return predict_split(self.model, users, items, owner), cold[uidx]
 
     @staticmethod
     def query_users(queries: Sequence[Query]) -> tuple[np.ndarray, np.ndarray]:
         """The queries' distinct users (first-seen order) and each query's index among them."""
         import numpy as np
-        import pandas as pd
 
         ids = np.array([q.user_id for q in queries], dtype=np.int64)
-        users = pd.unique(ids)
-        return users, pd.Index(users).get_indexer(ids)
+        uniq, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")  # distinct users in first-seen order
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        return uniq[order], rank[inverse]
+
+    def domain_batch(self) -> dict[str, np.ndarray]:
+        """The domain's keys (domain, domain_feats, task) for the model, recomputed only when the
+        memoised domain row (features.online.domain_values, refreshed every minute) changes."""
+        from features.online import domain_values
+
+        values = domain_values(self.store, self.domain)
+        cached = self.domain_cache
+        if cached is None or cached[0] is not values:
+            cached = self.domain_cache = (values, self.spec.domain_batch(self.domain, values))
+        return cached[1]
 
     def read_tensors(
         self, queries: Sequence[Query]
-    ) -> tuple[dict[str, torch.Tensor], np.ndarray, dict[str, torch.Tensor]]:
+    ) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray, dict[str, torch.Tensor]]:
         """DACDR's inputs with no frame: the user half's tensors from one read of the packed view
-        (one row per distinct user), owner (the user row of every candidate) and the candidates'."""
+        (one row per distinct user), each query's user row, owner (the user row of every
+        candidate) and the candidates' tensors."""
         import numpy as np
 
-        from features.online import domain_values, packed_sequences
+        from features.online import packed_sequences
 
         users, uidx = self.query_users(queries)
         blobs = packed_sequences(self.store, users.tolist())
-        domain = self.spec.domain_batch(self.domain, domain_values(self.store, self.domain))
         lens = np.array([len(q.item_ids) for q in queries], dtype=np.int64)
         items = np.concatenate([np.asarray(q.item_ids, dtype=np.int64) for q in queries])
         item_t = self.spec.tensorize_items(self.item_rows(items))
-        return self.spec.tensorize_users(blobs, domain), np.repeat(uidx, lens), item_t
+        return self.spec.tensorize_users(blobs, self.domain_batch()), uidx, np.repeat(uidx, lens), item_t
 
     def score(self, queries: Sequence[Query]) -> tuple[list[np.ndarray], list[bool]]:
         """Scores of every query's candidates (in request order) and whether each user was cold."""

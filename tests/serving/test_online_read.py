@@ -65,3 +65,12 @@ def test_packed_read_tensors_equal_the_frame_path(
     for key, value in got.items():
         assert value.dtype == want[key].dtype and value.equal(want[key]), key
     assert int((got["seq_item"] != 0).sum()) > 0 and not bool((got["seq_item"][-2] != 0).any())
+
+
+def test_query_users_keep_first_seen_order() -> None:
+    """The distinct users of a batch in first-seen order, and each query's row among them."""
+    from bento.service import Query, Ranker
+
+    queries = [Query.of(u, [1]) for u in (5, 3, 5, 7, 3, 10**12)]
+    users, rows = Ranker.query_users(queries)
+    assert users.tolist() == [5, 3, 7, 10**12] and rows.tolist() == [0, 1, 0, 2, 1, 3]
