@@ -21,8 +21,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m dacdr.cli pipeline --preset $(PRESET) --workdir $(WORKDIR)
 
+# two pytest workers (a file's tests stay on one worker, so its session fixtures are built once
+# there); each worker's torch/BLAS/duckdb take half the cores (dacdr.threads), so two fill the machine
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
