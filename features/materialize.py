@@ -45,27 +45,12 @@ def materialize(
     then the interval is recorded in the registry like Feast does. `views`: only these (e.g. the
     ones a ranking service reads); each view keeps its own interval, so the rest can follow later.
     """
-    from features.feature_repo.views import DOMAIN_FEATURES, ITEM_SIDE_INFO
-
     store = S.open_store(workdir)
-    end = _utc(end or datetime.now(UTC))
+    end = S.utc(end or datetime.now(UTC))
     t0 = time.perf_counter()
     rows: dict[str, int] = {}
     view_seconds: dict[str, float] = {}
-    registered = store.list_feature_views()
-    if not registered:
-        raise S.FeatureStoreError(
-            f"{S.repo_dir(workdir)}: no feature views registered; run `dacdr features apply` first"
-        )
-    unknown = sorted(set(views or []) - {fv.name for fv in registered})
-    if unknown:
-        known = sorted(fv.name for fv in registered)
-        raise S.FeatureStoreError(f"no feature view(s) {unknown}; known: {known}")
-    for fv in registered:
-        if views and fv.name not in views:
-            continue
-        dimension = fv.name in (ITEM_SIDE_INFO, DOMAIN_FEATURES)
-        start = S.EPOCH if dimension or fv.most_recent_end_time is None else _utc(fv.most_recent_end_time)
+    for fv, start in windows(store, workdir, end, views):
         if start >= end:
             rows[fv.name] = 0
             continue
@@ -76,14 +61,39 @@ def materialize(
     return MaterializeResult(rows=rows, end=end, seconds=time.perf_counter() - t0, view_seconds=view_seconds)
 
 
+def windows(
+    store: FeatureStore, workdir: Path | str, end: datetime, views: list[str] | None = None
+) -> list[tuple[FeatureView, datetime]]:
+    """Each view to load (all, or those named) with the start of its window up to `end`.
+
+    Snapshot views resume where their last materialization ended; the dimension views (items,
+    domains) restart at EPOCH, since their rows are stamped EPOCH. FeatureStoreError when nothing
+    is registered or a named view is unknown. Shared by the local and the Ray materialization.
+    """
+    from features.feature_repo.views import DOMAIN_FEATURES, ITEM_SIDE_INFO
+
+    registered = store.list_feature_views()
+    if not registered:
+        raise S.FeatureStoreError(
+            f"{S.repo_dir(workdir)}: no feature views registered; run `dacdr features apply` first"
+        )
+    unknown = sorted(set(views or []) - {fv.name for fv in registered})
+    if unknown:
+        known = sorted(fv.name for fv in registered)
+        raise S.FeatureStoreError(f"no feature view(s) {unknown}; known: {known}")
+    out = []
+    for fv in registered:
+        if views and fv.name not in views:
+            continue
+        dimension = fv.name in (ITEM_SIDE_INFO, DOMAIN_FEATURES)
+        last = fv.most_recent_end_time
+        out.append((fv, S.EPOCH if dimension or last is None else S.utc(last)))
+    return out
+
+
 def _naive_utc(ts: datetime) -> datetime:
     """A naive datetime holding UTC (how Feast's stores and the parquet timestamps compare)."""
-    return _utc(ts).replace(tzinfo=None)
-
-
-def _utc(ts: datetime) -> datetime:
-    """A timezone-aware UTC datetime (naive means UTC)."""
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    return S.utc(ts).replace(tzinfo=None)
 
 
 def _materialize_view(store: FeatureStore, fv: FeatureView, start: datetime, end: datetime) -> int:

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from features import contract as C
 from features import io
+from features import store as S
 
 
 @dataclass(frozen=True)
@@ -43,22 +44,14 @@ def day_behaviors(logs: Path | str, dt: str, until: datetime | None = None) -> p
     """One day's behaviour rows (contract-typed), only those with event_time < until when given."""
     behaviors = io.read_table(logs, C.BEHAVIORS, dt)
     if until is not None:
-        bound = pa.scalar(_utc(until), C.TIMESTAMP)
+        bound = pa.scalar(S.utc(until), C.TIMESTAMP)
         behaviors = behaviors.filter(pc.less(behaviors[C.EVENT_TIME], bound))
     return behaviors
-
-
-def _utc(ts: datetime) -> datetime:
-    """Naive means UTC."""
-    from datetime import UTC
-
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 def push(logs: Path | str, dt: str, workdir: Path | str, until: datetime | None = None) -> PushResult:
     """Append day `dt`'s source behaviours (before `until`) to the online sequences of `workdir`'s store."""
     from features import materialize, online
-    from features import store as S
     from features.feature_repo.views import USER_PACKED, USER_SEQUENCES
     from features.packed import pack, packed_snapshots, unpack
     from features.sequences import merge_sequences

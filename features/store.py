@@ -99,6 +99,11 @@ class BuildResult:
     rows: dict[str, int] = field(default_factory=dict)
 
 
+def utc(ts: datetime) -> datetime:
+    """A timezone-aware UTC datetime (naive means UTC, by contract)."""
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
 def repo_dir(workdir: Path | str) -> Path:
     """The Feast repo folder of a working directory."""
     return Path(workdir).resolve() / REPO_DIRNAME

@@ -20,7 +20,7 @@ import pyarrow.dataset as ds
 
 from dacdr.engine import init_ray
 from features import store as S
-from features.materialize import MaterializeResult
+from features.materialize import MaterializeResult, windows
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -55,28 +55,11 @@ def materialize_on_ray(
     """features.materialize.materialize's windows (incremental snapshots, whole dimension views), written by
     Feast's own materialization on the ray.engine compute engine, which records each interval.
     `views`: only these (as features.materialize.materialize)."""
-    from features.feature_repo.views import DOMAIN_FEATURES, ITEM_SIDE_INFO
-
     store = open_ray_store(workdir)
     end = (end or datetime.now(UTC)).astimezone(UTC)
     t0 = time.perf_counter()
     rows: dict[str, int] = {}
-    only = views
-    registered = store.list_feature_views()
-    if not registered:
-        raise S.FeatureStoreError(
-            f"{S.repo_dir(workdir)}: no feature views registered; run `dacdr features apply` first"
-        )
-    unknown = sorted(set(only or []) - {fv.name for fv in registered})
-    if unknown:
-        known = sorted(fv.name for fv in registered)
-        raise S.FeatureStoreError(f"no feature view(s) {unknown}; known: {known}")
-    for fv in registered:
-        if only and fv.name not in only:
-            continue
-        dimension = fv.name in (ITEM_SIDE_INFO, DOMAIN_FEATURES)
-        last = fv.most_recent_end_time
-        start = S.EPOCH if dimension or last is None else last.astimezone(UTC)
+    for fv, start in windows(store, workdir, end, views):
         if start >= end:
             rows[fv.name] = 0
             continue
