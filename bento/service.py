@@ -362,15 +362,13 @@ class Ranker:
         """One online read for the queries' distinct users and their candidates' side info:
         (user rows, owner = the user row of every candidate row, candidate item rows, per-query cold)."""
         import numpy as np
-        import pandas as pd
         import pyarrow.compute as pc
 
         from features import contract as C
 
-        users = pd.unique(np.array([q.user_id for q in queries], dtype=np.int64))
+        users, uidx = self.query_users(queries)
         utbl = self.user_rows(users.tolist())
         lens = np.array([len(q.item_ids) for q in queries], dtype=np.int64)
-        uidx = pd.Index(users).get_indexer([q.user_id for q in queries])
         items = np.concatenate([np.asarray(q.item_ids, dtype=np.int64) for q in queries])
         seq_cols = [C.seq_col(b, C.ITEM_ID) for b in self.spec.behaviors]
         lengths = sum(np.asarray(pc.fill_null(pc.list_value_length(utbl.column(c)), 0)) for c in seq_cols)
