@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 TINY_SEED = 0
-# the suite runs serially on one thread (torch, BLAS, duckdb, and every subprocess it starts through
-# $DACDR_THREADS): the runs are tiny, and a 2-core CI box may be shared with another job
+# each of `make test`'s two pytest workers runs on one thread (torch, BLAS, duckdb, and every
+# subprocess it starts through $DACDR_THREADS): two workers fill a 2-core CI box, no more
 TEST_THREADS = 1
 # the one Ray instance of the suite (tests of `--engine ray`): 2 CPUs and a small object store
 RAY_CPUS = 2
