@@ -1,4 +1,4 @@
-"""CLI of the logs stage: simulate, import amazon, check-logs (merged into `dacdr` by dacdr/cli.py)."""
+"""CLI of the logs stage: simulate, import (amazon, interactions, c2dsr), check-logs."""
 
 from __future__ import annotations
 
@@ -52,6 +52,127 @@ def import_amazon_cmd(
     with user_errors(ContractError):
         summary = import_amazon(source, target, out, fmt)
     typer.echo(json.dumps({**asdict(summary), "out": str(summary.out)}, indent=1))
+
+
+def _titles_categories(titles: list[Path], n: int, seed: int):
+    """Title pseudo-categories of every titles file (None without files)."""
+    if not titles:
+        return None
+    import pyarrow as pa
+
+    from features.titles import TitleError, pseudo_categories, read_titles
+
+    for t in titles:
+        existing_file(t, "--titles")
+    with user_errors(TitleError):
+        return pseudo_categories(pa.concat_tables([read_titles(t) for t in titles]), n, seed=seed)
+
+
+def _import_and_print(tbl, source_domain: str, target_domain: str, out: Path, protocol, categories,
+                      shared_item_ids: bool) -> None:
+    """Write the zone and print its summary as JSON."""
+    from dataclasses import asdict
+
+    from features.contract import ContractError
+    from features.interactions import import_interactions
+
+    with user_errors(ContractError):
+        summary = import_interactions(tbl, source_domain, target_domain, out, protocol, categories,
+                                      shared_item_ids)
+    typer.echo(json.dumps({**asdict(summary), "out": str(summary.out)}, indent=1))
+
+
+def _protocol(negatives: int, eval_negatives: int, eval_last: int, source_behavior: str, seed: int):
+    """The import protocol from the CLI options (one error line for a bad behaviour type)."""
+    from features.contract import BEHAVIOR_TYPES
+    from features.interactions import Protocol
+
+    if source_behavior not in BEHAVIOR_TYPES:
+        raise UserError(f"--source-behavior {source_behavior!r}: expected one of {', '.join(BEHAVIOR_TYPES)}")
+    return Protocol(negatives, eval_negatives, eval_last, source_behavior, seed)
+
+
+NEGATIVES_HELP = "Implicit data: sampled negatives per training interaction (uniform over the target items)."
+EVAL_NEG_HELP = "Implicit data: sampled negatives of each of a user's last --eval-last interactions."
+EVAL_LAST_HELP = "Implicit data: a user's last N target interactions are evaluation requests."
+
+
+@import_app.command("interactions")
+def import_interactions_cmd(
+    file: list[str] = typer.Option(..., "--file", help="PATH or PATH:DOMAIN (repeatable); DOMAIN names the "
+                                   "file's rows unless --columns has domain=COL."),
+    columns: str = typer.Option("user=0,item=1,rating=2", help="ROLE=COLUMN list; roles user, item, rating, "
+                                "timestamp, domain; columns are header names or 0-based indices."),
+    source_domain: str = typer.Option(..., help="Domain whose rows become behaviours."),
+    target_domain: str = typer.Option(..., help="Domain whose rows become impressions."),
+    out: Path = typer.Option(..., help="Landing-zone folder to write (nothing is written on error)."),
+    sep: str = typer.Option("tab", help="Field separator: tab, comma or one character."),
+    header: bool = typer.Option(False, help="The files start with a header line."),
+    shared_item_ids: bool = typer.Option(False, help="An item id names the same item in every domain."),
+    titles: list[Path] = typer.Option([], "--titles", help="item<TAB>title file with a header (repeatable): "
+                                      "title pseudo-categories become category_id."),
+    title_categories: int = typer.Option(256, help="Number of title pseudo-categories."),
+    negatives: int = typer.Option(4, min=0, help=NEGATIVES_HELP),
+    eval_negatives: int = typer.Option(99, min=0, help=EVAL_NEG_HELP),
+    eval_last: int = typer.Option(2, min=0, help=EVAL_LAST_HELP),
+    source_behavior: str = typer.Option("click", help="Implicit data: behaviour type of source rows."),
+    seed: int = typer.Option(0, help="Seed of the negative sampling and the title clustering."),
+) -> None:
+    """Import interaction files (ratings or implicit, timed or not); protocol: docs/log-contract.md."""
+    from features.interactions import (
+        InteractionImportError,
+        concat_standard,
+        parse_columns,
+        read_interaction_file,
+    )
+
+    delimiter = {"tab": "\t", "comma": ","}.get(sep, sep)
+    if len(delimiter) != 1:
+        raise UserError(f"--sep {sep!r}: expected tab, comma or one character")
+    output_dir(out, "--out")
+    with user_errors(InteractionImportError):
+        cols = parse_columns(columns)
+        tables = []
+        for spec in file:
+            path, _, domain = spec.rpartition(":") if ":" in spec else (spec, "", "")
+            existing_file(Path(path), "--file")
+            tables.append(read_interaction_file(path, cols, delimiter, header, domain or None))
+        tbl = concat_standard(tables)
+    protocol = _protocol(negatives, eval_negatives, eval_last, source_behavior, seed)
+    cats = _titles_categories(titles, title_categories, seed)
+    _import_and_print(tbl, source_domain, target_domain, out, protocol, cats, shared_item_ids)
+
+
+@import_app.command("c2dsr")
+def import_c2dsr_cmd(
+    data: Path = typer.Option(..., help="C2DSR data folder (items_x.txt, items_y.txt, *_new.txt)."),
+    domains: str = typer.Option(..., help="X_NAME,Y_NAME: names of the items_x and items_y domains."),
+    source_domain: str = typer.Option(..., help="Which of the two is the source (the other is the target)."),
+    out: Path = typer.Option(..., help="Landing-zone folder to write (nothing is written on error)."),
+    titles: list[Path] = typer.Option([], "--titles", help="asin<TAB>title file with a header (repeatable)."),
+    title_categories: int = typer.Option(256, help="Number of title pseudo-categories."),
+    negatives: int = typer.Option(4, min=0, help=NEGATIVES_HELP),
+    eval_negatives: int = typer.Option(99, min=0, help=EVAL_NEG_HELP),
+    eval_last: int = typer.Option(2, min=0, help=EVAL_LAST_HELP),
+    source_behavior: str = typer.Option("click", help="Behaviour type of source rows."),
+    seed: int = typer.Option(0, help="Seed of the negative sampling and the title clustering."),
+) -> None:
+    """Import a C2DSR mixed-domain sequence folder (Amazon Food-Kitchen, Movie-Book): implicit, timed."""
+    from features.c2dsr import read_c2dsr
+    from features.interactions import InteractionImportError
+
+    existing_dir(data, "--data")
+    names = [d.strip() for d in domains.split(",")]
+    if len(names) != 2 or source_domain not in names:
+        raise UserError(f"--domains {domains!r} / --source-domain {source_domain!r}: give X_NAME,Y_NAME and "
+                        "one of them as the source")
+    output_dir(out, "--out")
+    with user_errors(InteractionImportError):
+        tbl = read_c2dsr(data, names[0], names[1])
+    target = names[1] if source_domain == names[0] else names[0]
+    protocol = _protocol(negatives, eval_negatives, eval_last, source_behavior, seed)
+    cats = _titles_categories(titles, title_categories, seed)
+    _import_and_print(tbl, source_domain, target, out, protocol, cats, shared_item_ids=True)
 
 
 @import_app.command("amazon-sample")
