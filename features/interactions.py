@@ -10,8 +10,9 @@ its file(s): ties in time keep it). `import_interactions` turns a standard table
 - explicit ratings: one impression per rating, label = rating, task `rating`.
 - implicit: each target interaction is one request: label 1 for the item, plus `negatives` items with label 0
   drawn uniformly (seeded) from the target domain's item pool (every item with an interaction in that domain),
-  never an item the user interacted with there. A user's last `eval_last` target interactions get
-  `eval_negatives` instead: the leave-last-out protocol of sequential cross-domain papers (1 + 99 candidates).
+  never an item the user interacted with there. A user's last target interaction gets `eval_negatives`
+  instead and the `eval_last - 1` before it `val_negatives`: the leave-last-out protocol of sequential
+  cross-domain papers (test: 1 + 99 candidates; validation may use fewer to save time).
 - no times: every source row at T0 and every target row at T0 + 1 day, so every target row sees the user's
   whole source history ("full history", the cold-start protocol of the MF bridges and the paper's Table 3).
 - times: a user's rows at the same second are spread by microseconds in file order, so "before this event"
@@ -51,8 +52,10 @@ class Protocol:
     negatives: int = 4  # sampled negatives per implicit training interaction
     eval_negatives: int = 99  # sampled negatives for each of a user's last `eval_last` interactions
     eval_last: int = 2  # validation + test interaction per user (leave-last-out)
+    val_negatives: int = 99  # negatives of the evaluation requests before the last (validation: cheaper)
     source_behavior: str = "click"  # behaviour type of implicit source rows
     seed: int = 0
+    sample_users: int = 0  # keep a seeded sample of this many users (0: every user)
 
 
 @dataclass
@@ -157,6 +160,15 @@ def concat_standard(tables: list[pa.Table]) -> pa.Table:
                           pa.array(np.arange(tbl.num_rows, dtype=np.int64)))
 
 
+def _sample_users(tbl: pa.Table, n: int, seed: int) -> pa.Table:
+    """The rows of a seeded random sample of n users (all rows when there are no more than n)."""
+    users = pc.unique(tbl.column(USER))
+    if len(users) <= n:
+        return tbl
+    keep = users.take(pa.array(np.sort(np.random.default_rng(seed).choice(len(users), n, replace=False))))
+    return tbl.filter(pc.is_in(tbl.column(USER), keep))
+
+
 def _lookup(raw: pa.ChunkedArray | pa.Array, mapping: pa.Table) -> np.ndarray:
     """Dense ids of raw ids through a _dense_ids mapping (vectorised)."""
     return mapping.column("id").to_numpy()[pc.index_in(raw, mapping.column(RAW_ID)).to_numpy()]
@@ -182,7 +194,7 @@ def _event_us(tbl: pa.Table, users: np.ndarray, is_source: np.ndarray) -> np.nda
     return sec * 1_000_000 + tie
 
 
-def _sample_negatives(rng: np.random.Generator, pool: np.ndarray, owners: np.ndarray, counts: np.ndarray,
+def sample_negatives(rng: np.random.Generator, pool: np.ndarray, owners: np.ndarray, counts: np.ndarray,
                       seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`counts[r]` items of `pool` for request r, uniform, never in the owner's `seen` keys; (request, item).
 
@@ -214,6 +226,8 @@ def import_interactions(
     """
     protocol = protocol or Protocol()
     out = Path(out)
+    if protocol.sample_users:
+        tbl = _sample_users(tbl, protocol.sample_users, protocol.seed)
     for name in (source_domain, target_domain):
         C.check_domain_name(name)
     if source_domain == target_domain:
@@ -312,8 +326,8 @@ def _implicit_rows(user: np.ndarray, item: np.ndarray, when: np.ndarray, protoco
     Returns per request (R,): user, positive item, time; per impression row (M,): its request, item... as
     (req_user, row_item, req_when, req_of_row, label): the positive first, then its negatives.
     """
-    if min(protocol.negatives, protocol.eval_negatives, protocol.eval_last) < 0:
-        raise InteractionImportError("negatives, eval-negatives and eval-last must be >= 0")
+    if min(protocol.negatives, protocol.eval_negatives, protocol.eval_last, protocol.val_negatives) < 0:
+        raise InteractionImportError("negatives, eval-negatives, val-negatives and eval-last must be >= 0")
     # duplicates of (user, item) in the target domain: one request, the first time
     order = np.lexsort((when, item, user))
     u, i, w = user[order], item[order], when[order]
@@ -327,12 +341,15 @@ def _implicit_rows(user: np.ndarray, item: np.ndarray, when: np.ndarray, protoco
     n_u = np.bincount(grp)
     last = (np.cumsum(n_u) - 1)[grp]  # index of the user's last request (rows are grouped by user)
     from_end = last - np.arange(len(u))
-    counts = np.where(from_end < protocol.eval_last, protocol.eval_negatives, protocol.negatives)
+    counts = np.where(from_end == 0, protocol.eval_negatives,
+                      np.where(from_end < protocol.eval_last, protocol.val_negatives, protocol.negatives))
+    if protocol.eval_last == 0:
+        counts = np.full(len(u), protocol.negatives)
     k = np.int64(i.max() + 1)
     seen = np.unique(u.astype(np.int64) * k + i)
     pool = np.unique(i)
     rng = np.random.default_rng(protocol.seed)
-    neg_req, neg_item = _sample_negatives(rng, pool, u.astype(np.int64), counts, seen)
+    neg_req, neg_item = sample_negatives(rng, pool, u.astype(np.int64), counts, seen)
     req_of_row = np.concatenate([np.arange(len(u)), neg_req])
     row_item = np.concatenate([i, neg_item])
     label = np.concatenate([np.ones(len(u)), np.zeros(len(neg_req))])

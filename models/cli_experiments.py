@@ -80,8 +80,10 @@ def multidomain_cmd(
 )
 def coldstart_cmd(
     ctx: typer.Context,
-    source: Path = typer.Option(..., "--source", help="Amazon file of the source category."),
-    target: Path = typer.Option(..., "--target", help="Amazon file of the target category."),
+    source: Path | None = typer.Option(None, "--source", help="Amazon file of the source category."),
+    target: Path | None = typer.Option(None, "--target", help="Amazon file of the target category."),
+    logs: Path | None = typer.Option(None, "--logs", help="A rating landing zone (`dacdr import "
+                                     "interactions`) instead of --source/--target."),
     beta: list[float] = typer.Option(
         [0.2, 0.5, 0.8], "--beta", help="Cold-start share(s) of overlapping users: --beta 0.2 0.5 0.8."
     ),
@@ -100,16 +102,26 @@ def coldstart_cmd(
     patience: int | None = typer.Option(None, "--patience", help=PATIENCE_HELP),
     source_history: str = typer.Option(
         "as-of", "--source-history",
-        help="Target rows see source ratings before their day (as-of, as serving) or all of them (full).",
+        help="Target rows see source ratings before their time (as-of, as serving) or all of them (full).",
+    ),
+    resolution: str = typer.Option(
+        "event", "--sequence-resolution", help="as-of cut at the row's event time (event) or day (day)."
     ),
 ) -> None:
     """Cold-start rating transfer: CMF, EMCDR, SSCDR, PTUPCDR, DACDR and the rating baselines."""
-    from dacdr.errors import existing_file, output_dir
+    from dacdr.errors import UserError, existing_dir, existing_file, output_dir
     from features.contract import ContractError
     from models.experiments import coldstart
 
-    existing_file(source, "--source")
-    existing_file(target, "--target")
+    if logs is not None:
+        if source is not None or target is not None:
+            raise UserError("--logs replaces --source/--target: give one or the other")
+        existing_dir(logs, "--logs")
+    elif source is None or target is None:
+        raise UserError("give --source and --target (Amazon files), or --logs (a rating landing zone)")
+    else:
+        existing_file(source, "--source")
+        existing_file(target, "--target")
     output_dir(out, "--out")
 
     # `--beta 0.2 0.5 0.8`: typer options take one value each, the rest arrive as extra arguments
@@ -123,11 +135,46 @@ def coldstart_cmd(
     cfg = budget(quick, device, epochs, batch_size, max_batches, lr, tune, steps, patience)
     try:
         res = coldstart(source, target, out, betas, seeds=seeds, quick=quick, models=model or None, cfg=cfg,
-                        fmt=fmt, source_history=source_history)
+                        fmt=fmt, source_history=source_history, logs=logs, resolution=resolution)
     except (ContractError, ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc
     typer.echo(f"wrote {out}/results.csv ({len(res)} rows), {out}/report.md, {out}/chart.png")
+
+
+@experiment.command("ranking")
+def ranking_cmd(
+    logs: Path = typer.Option(..., "--logs", help="Implicit zone (`dacdr import c2dsr|interactions`)."),
+    out: Path = typer.Option(..., "--out", help="Folder for results.csv, report.md, predictions/."),
+    seeds: int = typer.Option(3, "--seeds", help="Number of seeds (0..N-1) per model."),
+    quick: bool = typer.Option(False, "--quick", help=QUICK_HELP),
+    model: list[str] | None = typer.Option(None, "--model", help="Only these models (repeatable)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    epochs: int | None = typer.Option(None, "--epochs", help=EPOCHS_HELP),
+    steps: int | None = typer.Option(None, "--steps", help=STEPS_HELP),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Rows per batch (default 1024)."),
+    max_batches: int | None = typer.Option(None, "--max-batches-per-epoch", help=MAX_BATCHES_HELP),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate of every model."),
+    tune: bool | None = typer.Option(None, "--tune/--no-tune", help="Grid search on validation."),
+    patience: int | None = typer.Option(None, "--patience", help=PATIENCE_HELP),
+) -> None:
+    """Leave-last-out ranking (AUC, GAUC, NDCG@10, HR@10) of every model on an implicit zone."""
+    from dataclasses import replace
+
+    from dacdr.errors import existing_dir, output_dir
+    from features.contract import ContractError
+    from models.experiments import leave_last_out
+
+    existing_dir(logs, "--logs")
+    output_dir(out, "--out")
+    cfg = replace(budget(quick, device, epochs, batch_size, max_batches, lr, tune, steps, patience),
+                  sequence_resolution="event")
+    try:
+        res = leave_last_out(logs, out, seeds=seeds, quick=quick, models=model or None, cfg=cfg)
+    except (ContractError, ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(f"wrote {out}/results.csv ({len(res)} rows), {out}/report.md")
 
 
 @experiment.command("compare")

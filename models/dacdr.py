@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from models.layers import DomainAwareCrossAttention, PackedSeq, mlp, small_init, with_rating_offset
+from models.prior import ClosedFormPrior
 from models.spec import FeatureSpec
 
 # module-name prefixes trained by fine-tuning (paper 3.5): e_d, target item table, W^Q/W^K/W^V (with
@@ -61,6 +62,9 @@ class DACDRConfig:
     sparse_embeddings: bool = True  # nn.Embedding(sparse=True) for large id tables (SparseAdam)
     sparse_min_rows: int = 4096  # tables smaller than this stay dense: a dense grad is cheaper there
     rating_offset: float = 3.0  # rating rows predict offset + head output (centre of the 1..5 scale)
+    # the closed-form prior (models/prior.py): popularity's item logit (ctr), the bias model (ratings), added
+    # to the output, fitted before training; the learned terms fit its residual and the head starts at zero
+    prior: bool = True
 
     @classmethod
     def from_spec(cls, spec: FeatureSpec, overrides: dict) -> DACDRConfig:
@@ -134,6 +138,8 @@ class DACDR(nn.Module):
                 self.behavior_weight = nn.Parameter(torch.full((nb,), 1.0 / nb))
         if cfg.item_bias:
             self.item_bias = nn.Embedding(cfg.n_items, 1, padding_idx=0, sparse=sparse(cfg.n_items))
+        if cfg.prior:
+            self.prior = ClosedFormPrior(cfg.n_domains, cfg.n_items, cfg.n_values)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -144,10 +150,15 @@ class DACDR(nn.Module):
                 k, nb = self.cfg.embed_dim, self.cfg.n_behaviors
                 n_maps = 1 if self.cfg.shared_transfer else nb
                 eye = (torch.eye(k) / n_maps).reshape(1, -1).repeat(1, n_maps)  # sum of I/NB: the mean
-                self.domain_bilinear.weight.copy_(eye.expand_as(self.domain_bilinear.weight))
+                # with the prior, M_d = 0: the model starts exactly at the closed form and learns the transfer
+                start = eye.expand_as(self.domain_bilinear.weight) * (not self.cfg.prior)
+                self.domain_bilinear.weight.copy_(start)
                 self.domain_bias.weight.zero_()
             if self.cfg.item_bias:
                 self.item_bias.weight.zero_()
+            if self.cfg.prior:  # start exactly at the prior: the learned terms fit the residual
+                self.head[-1].weight.zero_()
+                self.head[-1].bias.zero_()
 
     def _item(self, table: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
         """Item-id embeddings (..., k), or zeros when the config leaves item ids out."""
@@ -177,6 +188,8 @@ class DACDR(nn.Module):
                       self.value(packed.gather(batch["seq_value"]))]  # 4 x (N,k)
         return {
             "e_d": e_d, "domain": batch["domain"], "task": batch["task"], "packed": packed,
+            # (U,) the prior's user term (alpha * b_u on rating rows)
+            "prior_user": self.prior.user_offset(batch) if self.cfg.prior else None,
             "seq": self.attn_seq.user_side(seq_parts, self.behavior_seq.weight, packed, e_d),
             "side": self.attn_side.user_side(side_parts, self.behavior_side.weight, packed, e_d),
         }
@@ -190,10 +203,11 @@ class DACDR(nn.Module):
         """
         packed, e_d, domain = user["packed"], user["e_d"], user["domain"]
         seq, side = user["seq"], user["side"]
-        src = None
+        src, prior_user = None, user["prior_user"]
         if owner is not None:  # C candidates of U users: candidate elements point at their user's
             packed, src = packed.expand(owner)
             e_d, domain = e_d.index_select(0, owner), domain.index_select(0, owner)
+            prior_user = prior_user.index_select(0, owner) if prior_user is not None else None
         # e_v (C, 4k): target item with its side info
         e_v = torch.cat(
             [self._item(self.item_tgt, items["item"]), self.category(items["category"]),
@@ -228,6 +242,8 @@ class DACDR(nn.Module):
             out = out + self.domain_bias(domain).squeeze(-1)
         if self.cfg.item_bias:
             out = out + self.item_bias(items["item"]).squeeze(-1)
+        if self.cfg.prior:  # + table[d, v] + alpha * b_u: the closed form the learned terms correct
+            out = out + self.prior.item_term(domain, items["item"]) + prior_user
         return {
             "e_d": e_d, "e_v": e_v, "e_seq": e_seq, "e_side": e_side, "u_hat": u_hat, "raw": out,
             "t_u": t_u, "t_v": t_v,

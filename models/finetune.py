@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import torch
 
 from features import contract as C
+from models.baselines.closed_form_fit import fit_prior
 from models.checkpoint import load_checkpoint
 from models.dacdr import DACDR, FINETUNE_TRAINABLE
 from models.layers import grow_embedding
@@ -47,6 +48,11 @@ def grow_for_spec(model: DACDR, spec: FeatureSpec) -> DACDR:
     for i, f in enumerate(spec.domain_features):
         model.feature_embs[i] = grow_embedding(model.feature_embs[i], len(spec.feature_vocabs[f]), UNK)
         sizes.append(len(spec.feature_vocabs[f]))
+    if cfg.prior:  # new rows 0 until fit_prior fills the fine-tuned domain's row
+        table = model.prior.table
+        grown_table = table.new_zeros((n_domains, n_items))
+        grown_table[: table.shape[0], : table.shape[1]] = table
+        model.prior.table = grown_table
     cfg.n_items, cfg.n_domains, cfg.feature_sizes = n_items, n_domains, sizes
     return model
 
@@ -101,12 +107,14 @@ def finetune(
     trained = freeze_for_finetune(model)
     cfg = TrainConfig(model=base_meta["model_name"], device=device, seed=seed, epochs=epochs,
                       batch_size=batch_size, lr=lr, patience=patience, progress=progress,
-                      max_batches_per_epoch=max_batches_per_epoch)
+                      max_batches_per_epoch=max_batches_per_epoch, validate_start=model.cfg.prior)
     meta = json_safe({
         "model_name": base_meta["model_name"], "data": str(data), "seed": seed, "finetuned_from": str(base),
         "finetune_domain": domain, "spec_added": added, "trained_parameters": trained,
         "train_rows": train_tbl.num_rows, "base_data": base_meta.get("data"),
         "manifest": read_manifest(data),
     })
-    return fit(model, base_meta["model_name"], spec, spec.tensorize(train_tbl), spec.tensorize(val_tbl), out,
-               cfg, dev, meta, resume=False)
+    train_t, val_t = spec.tensorize(train_tbl), spec.tensorize(val_tbl)
+    if model.cfg.prior:  # the domain's own closed form (its popularity), from its rows only
+        meta["prior"] = json_safe(fit_prior(model.prior, spec, train_t, val_t))
+    return fit(model, base_meta["model_name"], spec, train_t, val_t, out, cfg, dev, meta, resume=False)

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
-from models.baselines.closed_form_fit import fit_closed_form
+from models.baselines.closed_form_fit import fit_closed_form, fit_prior
 from models.checkpoint import load_file, save_checkpoint
+from models.dacdr import DACDR
 from models.predict import resolve_device
 from models.spec import FeatureSpec, read_manifest
 from models.train import BEST, LAST, METRICS, TrainConfig, fit, init_output_bias, json_safe, read_split
@@ -76,6 +78,9 @@ def train(
     train_t = spec.tensorize(train_tbl)
     if not resuming:
         init_output_bias(net, train_t)
+        if isinstance(net, DACDR) and net.cfg.prior:  # start at the closed form, kept if not beaten
+            fit_prior(net.prior, spec, train_t, spec.tensorize(val_tbl))
+            cfg = replace(cfg, validate_start=True)
         chosen = fit_closed_form(net, spec.values.ids, spec.behaviors, train_t, spec.tensorize(val_tbl))
         if chosen is not None:  # a closed-form baseline: counted, not trained; same run-dir layout
             out.mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,9 @@ class TrainConfig:
     eval_batch_size: int = 8192
     max_batches_per_epoch: int | None = None  # cap (smoke tests, DDP checks); None = full epoch
     progress: bool = True
+    # validate the untrained model first and keep it if no epoch beats it: a model that starts at a
+    # closed form (DACDR's prior) then never ends below that closed form on validation
+    validate_start: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,6 +280,15 @@ def fit(
     feed = TensorFeed(train_t, device)
     use_bf16 = device.type == "cuda"
     stopped = False
+    if cfg.validate_start and start_epoch == 0:
+        score = validation_score(spec, val_t, predict_tensors(model, val_t, cfg.eval_batch_size, device))
+        if not math.isnan(score["value"]):
+            best = score["value"]
+            if is_main:
+                m = {**meta, "epoch": -1, "val_metric": score["name"], "val_value": score["value"],
+                     "val_per_domain": score["per_domain"], "train_config": asdict(cfg)}
+                save_checkpoint(out / BEST, model, model_name, spec, json_safe(m))
+                log.info("  %s start: val %s %.4f", model_name, score["name"], score["value"])
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         order = epoch_order(feed.n, cfg.seed, epoch, di.rank, di.world)
@@ -428,8 +440,8 @@ def init_output_bias(model: nn.Module, train_t: dict[str, torch.Tensor]) -> None
     from models.dacdr import DACDR
 
     ctr = train_t["task"] == 0
-    if not isinstance(model, DACDR) or not ctr.any():
-        return
+    if not isinstance(model, DACDR) or model.cfg.prior or not ctr.any():
+        return  # with the prior the base rate is in the prior's table already
     rate = float(train_t["label"][ctr].mean().clamp(1e-4, 1 - 1e-4))
     with torch.no_grad():
         model.head[-1].bias.fill_(math.log(rate / (1 - rate)))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from models.baselines.common import BaselineConfig, BaselineModel
-from models.layers import PackedSeq
+from models.prior import source_rating_offset
 
 
 class ItemPrior(BaselineModel):
@@ -46,18 +46,8 @@ class RatingBias(ItemPrior):
 
     def user_offset(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B,) b_u from the row's source ratings (0 without any)."""
-        b = int(self.rate_behavior)
-        B = len(batch["item"])
-        if b < 0:
-            return torch.zeros(B)
-        seq = batch["seq_item"][:, b : b + 1]  # (B,1,L)
-        packed = PackedSeq.from_mask(seq != 0)
-        v = self.value_of_token[packed.gather(batch["seq_value"][:, b : b + 1]).long()]  # (N,)
-        known = ~torch.isnan(v)
-        dev = torch.where(known, v - self.source_mean, torch.zeros_like(v))
-        total = packed.segment_sum(dev)  # (B,)
-        n = packed.segment_sum(known.float())
-        return total / (n + self.user_shrinkage)
+        return source_rating_offset(batch["seq_item"], batch["seq_value"], int(self.rate_behavior),
+                                    self.value_of_token, self.source_mean, self.user_shrinkage)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B,) ratings (logits on ctr rows, where b_u carries no rating)."""

@@ -13,8 +13,10 @@ import numpy as np
 import torch
 
 from models.baselines.closed_form import ItemPrior, RatingBias
+from models.baselines.common import BaselineConfig
 from models.layers import PackedSeq
 from models.metrics import auc, rmse
+from models.prior import ClosedFormPrior
 
 SHRINKAGE_GRID: tuple[float, ...] = (0.5, 2.0, 5.0, 20.0, 50.0, 200.0, 1000.0, 5000.0)
 USER_SHRINKAGE_GRID: tuple[float, ...] = (1.0, 3.0, 10.0)
@@ -124,3 +126,31 @@ def fit_closed_form(
     if isinstance(model, ItemPrior):
         return fit_item_prior(model, train_t, val_t)
     return None
+
+
+def _rows(t: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The rows of a tensorized frame where `mask` is True."""
+    idx = torch.nonzero(mask).squeeze(1)
+    return {k: v.index_select(0, idx) for k, v in t.items()}
+
+
+def fit_prior(prior: ClosedFormPrior, spec, train_t: dict[str, torch.Tensor], val_t: dict[str, torch.Tensor]
+              ) -> dict[str, dict[str, float]]:
+    """Fill DACDR's prior: `popularity` on the ctr domains' rows, `bias` on the rating domains' rows, each
+    fitted and tuned on validation exactly as the baseline is; returns the choices per task."""
+    chosen: dict[str, dict[str, float]] = {}
+    for task, name in ((0, "popularity"), (1, "bias")):
+        tr = train_t["task"] == task
+        if not bool(tr.any()):
+            continue
+        cfg = BaselineConfig.from_spec(spec, {"use_sequences": False})
+        base = RatingBias(cfg) if task == 1 else ItemPrior(cfg)
+        sub_val = _rows(val_t, val_t["task"] == task)
+        chosen[name] = fit_closed_form(base, spec.values.ids, spec.behaviors, _rows(train_t, tr), sub_val)
+        doms = torch.unique(train_t["domain"][tr])
+        with torch.no_grad():
+            prior.table[doms] = base.table[doms]
+            if task == 1:
+                for buf in ("value_of_token", "rate_behavior", "source_mean", "user_shrinkage", "alpha"):
+                    getattr(prior, buf).copy_(getattr(base, buf))
+    return chosen

@@ -1,7 +1,8 @@
 """The paper's two experiments: multi-domain CTR (Table 2) and cold-start rating transfer (Table 3).
 
 common.py: model lists, shared budget, grids, training one model (custom_drivers); data.py: source rows;
-multidomain.py / coldstart.py: one experiment each; report.py: report.md and charts.
+multidomain.py / coldstart.py / sequential.py (leave-last-out ranking on implicit data): one experiment
+each; report.py: report.md and charts.
 """
 
 from models.experiments.coldstart import coldstart, coldstart_split
@@ -24,6 +25,7 @@ from models.experiments.common import (
 from models.experiments.data import source_rows
 from models.experiments.multidomain import multidomain
 from models.experiments.report import PAPER_TABLE2, PAPER_TABLE3
+from models.experiments.sequential import leave_last_out
 
 __all__ = [
     "COLDSTART_MODELS",
@@ -41,6 +43,7 @@ __all__ = [
     "custom_drivers",
     "default_grids",
     "fit_one",
+    "leave_last_out",
     "multidomain",
     "quick_config",
     "source_rows",

@@ -1,4 +1,4 @@
-"""Cold-start rating transfer (paper Table 3) on an Amazon (source, target) file pair.
+"""Cold-start rating transfer (paper Table 3) on an Amazon (source, target) file pair or a rating zone.
 
 Splits are written as JSON manifests beside the results, so a run can be repeated exactly.
 """
@@ -6,6 +6,7 @@ Splits are written as JSON manifests beside the results, so a run can be repeate
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -76,9 +77,37 @@ def _after(behaviors: pa.Table) -> datetime:
     return pc.max(behaviors.column(C.EVENT_TIME)).as_py() + timedelta(days=1)
 
 
+@dataclass(frozen=True)
+class ZoneSummary:
+    """What the report says of the data: domains, users, rows (as the importers' summaries)."""
+
+    source_domain: str
+    target_domain: str
+    users: int
+    overlap_users: int
+    rows: dict[str, int]
+
+
+def zone_summary(logs: Path) -> ZoneSummary:
+    """The summary of a rating landing zone with one source and one target domain."""
+    from features.dataset import read_domains
+    from features.io import read_table
+
+    doms = read_domains(logs).to_pandas()
+    src = doms.loc[doms[C.ROLE] == C.ROLE_SOURCE, C.DOMAIN].tolist()
+    tgt = doms.loc[doms[C.ROLE] == C.ROLE_TARGET, C.DOMAIN].tolist()
+    if len(src) != 1 or len(tgt) != 1:
+        raise ValueError(f"{logs}: the cold-start experiment needs one source and one target domain, "
+                         f"found {src} and {tgt}")
+    beh, imp = read_table(logs, C.BEHAVIORS), read_table(logs, C.IMPRESSIONS)
+    bu, iu = np.unique(beh.column(C.USER_ID).to_numpy()), np.unique(imp.column(C.USER_ID).to_numpy())
+    return ZoneSummary(src[0], tgt[0], len(np.union1d(bu, iu)), len(np.intersect1d(bu, iu)),
+                       {C.BEHAVIORS: beh.num_rows, C.IMPRESSIONS: imp.num_rows})
+
+
 def coldstart(
-    source: Path,
-    target: Path,
+    source: Path | None,
+    target: Path | None,
     out: Path,
     betas: list[float],
     seeds: int = 3,
@@ -87,13 +116,18 @@ def coldstart(
     cfg: ExperimentConfig | None = None,
     fmt: str | None = None,
     source_history: str = "as-of",
+    logs: Path | None = None,
+    resolution: str = "event",
 ) -> pd.DataFrame:
     """Cold-start rating transfer on an Amazon (source, target) file pair; writes results.csv, report.md,
     tuning.json and one split manifest per (beta, seed) under `out`. Returns the results frame.
 
     source_history: "as-of" (each target row sees the user's source ratings before its own day, as
     serving would) or "full" (every source rating of the user, as the MF bridges and the paper's
-    protocol use them). Source training rows always see only their own earlier history."""
+    protocol use them). Source training rows always see only their own earlier history.
+    logs: a rating landing zone (e.g. `dacdr import interactions`) used instead of the (source, target) files.
+    resolution: as-of histories cut at each target row's own event time ("event", what serving sees with
+    pushed behaviour) or at its day's midnight ("day")."""
     from features.dataset import DEFAULT_MAX_LEN, build_training_table, read_domains, training_schema
     from features.importers import import_amazon
     from features.io import read_table
@@ -110,11 +144,16 @@ def coldstart(
     if source_history not in SOURCE_HISTORIES:
         raise ValueError(f"source_history must be one of {SOURCE_HISTORIES}, got {source_history!r}")
     out.mkdir(parents=True, exist_ok=True)
-    logs = out / "logs"
-    summary = import_amazon(source, target, logs, fmt)
+    if logs is None:
+        logs = out / "logs"
+        summary = import_amazon(source, target, logs, fmt)
+    else:
+        logs = Path(logs)
+        summary = zone_summary(logs)
     behaviors = read_table(logs, C.BEHAVIORS)
-    # every target rating with its time-ordered source history (as of its day, or all of it)
-    table = build_training_table(logs, history_at=None if source_history == "as-of" else _after(behaviors))
+    # every target rating with its time-ordered source history (as of its event or day, or all of it)
+    table = build_training_table(logs, history_at=None if source_history == "as-of" else _after(behaviors),
+                                 resolution=resolution)
     # no pandas metadata: it would record ArrowDtype names that to_pandas cannot parse back
     arrow = pa.Table.from_pandas(table, schema=training_schema(table), preserve_index=False)
     arrow = arrow.replace_schema_metadata(None)
@@ -142,8 +181,8 @@ def coldstart(
             (out / "splits" / f"{tag}.json").write_text(
                 json.dumps(
                     {
-                        "source": str(source),
-                        "target": str(target),
+                        "source": str(source or logs),
+                        "target": str(target or logs),
                         "beta": beta,
                         "seed": seed,
                         "val_fraction": cfg.val_fraction,

@@ -36,6 +36,7 @@ CTR_MODELS: tuple[str, ...] = (
     "dacdr_no_both",
 )
 COLDSTART_MODELS: tuple[str, ...] = ("item_mean", "bias", "cmf", "sscdr", "emcdr", "ptupcdr", "dacdr")
+DACDR_MODELS: frozenset[str] = frozenset({"dacdr", "dacdr_no_da", "dacdr_no_ia", "dacdr_no_both"})
 # fitted in closed form (counts + a shrinkage picked on validation), no optimiser budget
 CLOSED_FORM: tuple[str, ...] = ("popularity", "item_mean", "bias")
 # which rows each model trains on: target rows only, target + source rows, or one target domain at a time
@@ -185,6 +186,7 @@ def train_config(
         patience=cfg.patience,
         max_batches_per_epoch=cfg.max_batches_per_epoch,
         progress=False,
+        validate_start=model in DACDR_MODELS,  # they start at the closed-form prior
     )
 
 
@@ -278,6 +280,7 @@ def fit_one(
         init_global_bias(model, train_t)
         init_output_bias(model, train_t)
         init_rating_head(model, train_t)
+        init_prior(model, data.spec, train_t, val_t)
         res = run_fit(model, name, data.spec, train_t, val_t, out, tcfg, meta)
     return Trained(res.model, res.val_value, list(meta["no_signal"]), capped_stages(out, tcfg.epochs),
                    tcfg.epochs)
@@ -317,9 +320,20 @@ def init_rating_head(model: torch.nn.Module, train_t: dict[str, torch.Tensor]) -
     the same start), so no model spends its budget learning the scale's offset."""
     from models.dacdr import DACDR
 
-    if isinstance(model, DACDR) and len(train_t["task"]) and bool((train_t["task"] == 1).all()):
+    ratings_only = len(train_t["task"]) and bool((train_t["task"] == 1).all())
+    if isinstance(model, DACDR) and not model.cfg.prior and ratings_only:
         with torch.no_grad():
             model.head[-1].bias.fill_(float(train_t["label"].mean()) - model.cfg.rating_offset)
+
+
+def init_prior(model: torch.nn.Module, spec, train_t: dict[str, torch.Tensor],
+               val_t: dict[str, torch.Tensor]) -> None:
+    """DACDR with a prior: fit it in closed form (popularity / bias, tuned on validation) before training."""
+    from models.baselines.closed_form_fit import fit_prior
+    from models.dacdr import DACDR
+
+    if isinstance(model, DACDR) and model.cfg.prior:
+        fit_prior(model.prior, spec, train_t, val_t)
 
 
 def _better(a: float, b: float, higher: bool) -> bool:

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -27,6 +28,24 @@ def source_domain_of(logs: Path) -> tuple[str, str]:
 
 
 
+SOURCE_NEGATIVES = 4  # sampled negatives per implicit source click (as the importer's default for targets)
+
+
+def implicit_examples(clicks: pd.DataFrame, negatives: int = SOURCE_NEGATIVES, seed: int = 0) -> pd.DataFrame:
+    """Each click (label 1) plus `negatives` rows at its time with items drawn uniformly (seeded) from the
+    clicked items' pool, never one the user clicked (label 0); columns event_time, user_id, item_id, label."""
+    from features.interactions import sample_negatives
+
+    pool = np.unique(clicks[C.ITEM_ID].to_numpy())
+    users = clicks[C.USER_ID].to_numpy().astype(np.int64)
+    seen = np.unique(users * np.int64(pool.max() + 1) + clicks[C.ITEM_ID].to_numpy())
+    counts = np.full(len(clicks), negatives)
+    req, items = sample_negatives(np.random.default_rng(seed), pool, users, counts, seen)
+    neg = pd.DataFrame({C.EVENT_TIME: clicks[C.EVENT_TIME].to_numpy()[req], C.USER_ID: users[req],
+                        C.ITEM_ID: items, C.LABEL: 0.0})
+    return pd.concat([clicks.assign(**{C.LABEL: 1.0}), neg], ignore_index=True)
+
+
 def source_rows(
     logs: Path, like: pa.Table, before_us: int | None = None, sequences: bool = False
 ) -> pa.Table:
@@ -34,7 +53,9 @@ def source_rows(
     learn from source examples (CMF, EMCDR, SSCDR, PTUPCDR, DNN-multi, DACDR and the multi-domain models).
 
     ctr source: every browse is an example, label 1 when the user clicked the same item that day (the
-    simulator's browse -> click funnel). rating source: every `rate` behaviour, label = its value.
+    simulator's browse -> click funnel); a source of clicks without browses (imported implicit data) gives
+    each click as a positive and SOURCE_NEGATIVES sampled items as negatives (implicit_examples).
+    rating source: every `rate` behaviour, label = its value.
     `sequences=False`: the rows carry empty histories. `sequences=True`: each row carries the user's
     own earlier source history, from the same daily snapshots as target rows (as of the row's time: the
     row's own day is never in it). `before_us` keeps only earlier events. A source without such
@@ -52,11 +73,15 @@ def source_rows(
         beh = beh.filter(pc.less(pc.cast(beh[C.EVENT_TIME], pa.int64()), before_us))
     df = beh.select([C.EVENT_TIME, C.USER_ID, C.ITEM_ID, C.BEHAVIOR, C.VALUE]).to_pandas()
     if task == C.TASK_CTR:
-        day = df[C.EVENT_TIME].dt.floor("D")
-        clicks = df.loc[df[C.BEHAVIOR] == "click", [C.USER_ID, C.ITEM_ID]].assign(_day=day).drop_duplicates()
-        rows = df.loc[df[C.BEHAVIOR] == "browse", [C.EVENT_TIME, C.USER_ID, C.ITEM_ID]].assign(_day=day)
+        df = df.assign(_day=df[C.EVENT_TIME].dt.floor("D"))  # on the frame: assigning a Series to an empty
+        # selection would give it the Series' index (rows of NaN)
+        clicks = df.loc[df[C.BEHAVIOR] == "click", [C.USER_ID, C.ITEM_ID, "_day"]].drop_duplicates()
+        rows = df.loc[df[C.BEHAVIOR] == "browse", [C.EVENT_TIME, C.USER_ID, C.ITEM_ID, "_day"]]
         rows = rows.merge(clicks.assign(_clicked=1.0), on=[C.USER_ID, C.ITEM_ID, "_day"], how="left")
         rows[C.LABEL] = rows["_clicked"].fillna(0.0)
+        if rows.empty and len(clicks):  # implicit source (clicks, no browses): clicks + sampled negatives
+            click_rows = df.loc[df[C.BEHAVIOR] == "click", [C.EVENT_TIME, C.USER_ID, C.ITEM_ID]]
+            rows = implicit_examples(click_rows)
     else:
         rows = df.loc[df[C.BEHAVIOR] == "rate", [C.EVENT_TIME, C.USER_ID, C.ITEM_ID, C.VALUE]]
         if rows[C.VALUE].isna().any():

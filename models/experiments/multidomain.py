@@ -56,7 +56,7 @@ def multidomain(
     """Train every model (and DACDR's ablations) on every target domain; write results.csv, report.md,
     chart.png, tuning.json and split_manifest.json under `out`. Returns the results frame."""
     from features.dataset import build_dataset
-    from models.predict import predict_tensors, resolve_device
+    from models.predict import resolve_device
     from models.spec import FeatureSpec, read_manifest
     from models.train import read_split
 
@@ -107,42 +107,11 @@ def multidomain(
     progress = Progress(seeds * len(names))
     for seed in range(seeds):
         for name in names:
-            units = [(d, [d]) for d in targets] if TRAIN_ROWS[name] == PER_DOMAIN else [("all", targets)]
-            scores = np.full(len(labels), np.nan, np.float32)  # each test row scored by its domain's model
-            for unit, doms in units:
-                key = f"{name}/{unit}"
-                if TRAIN_ROWS[name] == PER_DOMAIN:
-                    m_tr = data.target["domain"] == dom_idx[unit]
-                    train_t = {k: v[m_tr] for k, v in data.target.items()}
-                    val_t = {k: v[data.val["domain"] == dom_idx[unit]] for k, v in data.val.items()}
-                else:
-                    train_t = data.joint if TRAIN_ROWS[name] == JOINT else data.target
-                    val_t = data.val
-                model, pt = tune_and_train(
-                    name,
-                    data,
-                    train_t,
-                    val_t,
-                    cfg,
-                    seed,
-                    out / "runs" / name / unit / f"seed{seed}",
-                    True,
-                    chosen.get(key),
-                    log,
-                )
-                chosen.setdefault(key, pt)
-                pred = predict_tensors(model, test_t, 8192, dev)
-                for d in doms:
-                    m = t_dom == dom_idx[d]
-                    scores[m] = pred[m]
-                    rows.append(
-                        {
-                            "model": name,
-                            "domain": d,
-                            "seed": seed,
-                            **ctr_metrics(users[m], labels[m], pred[m], cold[m]),
-                        }
-                    )
+            scores = score_model(name, data, test_t, targets, dom_idx, cfg, seed, out, chosen, log, dev)
+            for d in targets:
+                m = t_dom == dom_idx[d]
+                rows.append({"model": name, "domain": d, "seed": seed,
+                             **ctr_metrics(users[m], labels[m], scores[m], cold[m])})
             # test-row scores, for significance checks (bootstrap over users) beside the summary metrics
             np.save(pred_dir / f"{name}_seed{seed}.npy", scores)
             mine = [r["auc"] for r in rows if r["model"] == name and r["seed"] == seed]
@@ -155,6 +124,36 @@ def multidomain(
     absent = {n: absent_signals(n, signals) for n in names}
     write_ctr_report(results, oracle, out, cfg, quick, seeds, preset_note, log, signals, absent)
     return results
+
+
+def score_model(
+    name: str, data: Tensors, test_t: dict, targets: list[str], dom_idx: dict[str, int],
+    cfg: ExperimentConfig, seed: int, out: Path, chosen: dict, log: list[dict], dev,
+) -> np.ndarray:
+    """Train `name` (one model for all targets, or one per domain) and score every test row with its
+    domain's model; `chosen` / `log` collect the grid picks. Returns (rows,) float32 scores."""
+    from models.predict import predict_tensors
+
+    per_domain = TRAIN_ROWS[name] == PER_DOMAIN
+    units = [(d, [d]) for d in targets] if per_domain else [("all", targets)]
+    t_dom = test_t["domain"].numpy()
+    scores = np.full(len(t_dom), np.nan, np.float32)
+    for unit, doms in units:
+        key = f"{name}/{unit}"
+        if per_domain:
+            train_t = {k: v[data.target["domain"] == dom_idx[unit]] for k, v in data.target.items()}
+            val_t = {k: v[data.val["domain"] == dom_idx[unit]] for k, v in data.val.items()}
+        else:
+            train_t = data.joint if TRAIN_ROWS[name] == JOINT else data.target
+            val_t = data.val
+        run = out / "runs" / name / unit / f"seed{seed}"
+        model, pt = tune_and_train(name, data, train_t, val_t, cfg, seed, run, True, chosen.get(key), log)
+        chosen.setdefault(key, pt)
+        pred = predict_tensors(model, test_t, 8192, dev)
+        for d in doms:
+            m = t_dom == dom_idx[d]
+            scores[m] = pred[m]
+    return scores
 
 
 def _oracle(logs: Path, targets: list[str]) -> dict[str, float]:

@@ -89,10 +89,10 @@ def test_c2dsr_reader_maps_indices_to_domains(tmp_path: Path) -> None:
 
 def test_implicit_negatives_and_leave_last_out(tmp_path: Path) -> None:
     """Each request: one positive, then negatives from the target pool the user never touched; the user's
-    last two requests get eval_negatives, the others `negatives`; times unique and ordered per user."""
+    last request gets eval_negatives, the two before it val_negatives, the others `negatives`."""
     tbl = read_c2dsr(_c2dsr(tmp_path / "d"), "food", "kitchen")
     out = tmp_path / "zone"
-    proto = Protocol(negatives=3, eval_negatives=7, eval_last=2, seed=1)
+    proto = Protocol(negatives=3, eval_negatives=7, eval_last=3, val_negatives=5, seed=1)
     s = import_interactions(tbl, "food", "kitchen", out, proto, shared_item_ids=True)
     assert not s.explicit and s.timed
     check_contract(out)
@@ -102,9 +102,10 @@ def test_implicit_negatives_and_leave_last_out(tmp_path: Path) -> None:
     per_req = imp.groupby(C.REQUEST_ID).agg(pos=(C.LABEL, "sum"), n=(C.LABEL, "size"),
                                             user=(C.USER_ID, "first"), t=(C.EVENT_TIME, "first"))
     assert (per_req["pos"] == 1).all()
-    per_req["rank_from_end"] = per_req.groupby("user")["t"].rank(ascending=False, method="first")
-    eval_rows = per_req["rank_from_end"] <= 2
-    assert (per_req.loc[eval_rows, "n"] == 8).all() and (per_req.loc[~eval_rows, "n"] == 4).all()
+    from_end = per_req.groupby("user")["t"].rank(ascending=False, method="first")
+    assert (per_req.loc[from_end == 1, "n"] == 8).all()  # test: 1 + 7
+    assert (per_req.loc[from_end.between(2, 3), "n"] == 6).all()
+    assert (per_req.loc[from_end > 3, "n"] == 4).all()
     assert not per_req.duplicated(["user", "t"]).any()  # same-day ties spread in file order
     positives = imp[imp[C.LABEL] == 1]
     seen = set(zip(positives[C.USER_ID], positives[C.ITEM_ID], strict=True))
