@@ -59,6 +59,7 @@ MODELS: dict[str, ModelEntry] = {
     "dacdr_no_both": ModelEntry(
         DACDR, DACDRConfig, {"use_domain_attention": False, "use_item_attention": False}
     ),
+    "dacdr_no_prior": ModelEntry(DACDR, DACDRConfig, {"prior": False}),
     # baselines of the paper's experiments (models/baselines/, docs/baselines.md)
     # closed-form / simple estimators (models/baselines/closed_form*.py, category_transfer.py)
     "popularity": ModelEntry(ItemPrior, BaselineConfig, {"use_sequences": False}),

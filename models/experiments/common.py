@@ -36,7 +36,10 @@ CTR_MODELS: tuple[str, ...] = (
     "dacdr_no_both",
 )
 COLDSTART_MODELS: tuple[str, ...] = ("item_mean", "bias", "cmf", "sscdr", "emcdr", "ptupcdr", "dacdr")
-DACDR_MODELS: frozenset[str] = frozenset({"dacdr", "dacdr_no_da", "dacdr_no_ia", "dacdr_no_both"})
+DACDR_MODELS: frozenset[str] = frozenset({"dacdr", "dacdr_no_da", "dacdr_no_ia", "dacdr_no_both",
+                                          "dacdr_no_prior"})
+# run only when named with --model: the prior ablation (DACDR without its closed-form offset)
+OPT_IN_MODELS: tuple[str, ...] = ("dacdr_no_prior",)
 # fitted in closed form (counts + a shrinkage picked on validation), no optimiser budget
 CLOSED_FORM: tuple[str, ...] = ("popularity", "item_mean", "bias")
 # which rows each model trains on: target rows only, target + source rows, or one target domain at a time
@@ -50,6 +53,7 @@ TRAIN_ROWS: dict[str, str] = {
     "dacdr_no_da": TARGET,
     "dacdr_no_ia": TARGET,
     "dacdr_no_both": TARGET,
+    "dacdr_no_prior": TARGET,
     "dnn_single": PER_DOMAIN,
     "dnn_multi": JOINT,
     "cmf": JOINT,
@@ -67,7 +71,7 @@ TRAIN_ROWS: dict[str, str] = {
 # other models keep the empty-history source rows they were measured with. CTR keeps target rows for
 # DACDR: there source rows with histories did not help at the shared budget (docs/results.md)
 JOINT_HISTORY = "joint_history"
-COLDSTART_TRAIN_ROWS: dict[str, str] = {**TRAIN_ROWS, "dacdr": JOINT_HISTORY}
+COLDSTART_TRAIN_ROWS: dict[str, str] = {**TRAIN_ROWS, "dacdr": JOINT_HISTORY, "dacdr_no_prior": JOINT_HISTORY}
 RESULT_COLUMNS_CTR: tuple[str, ...] = (
     "model",
     "domain",
@@ -104,6 +108,7 @@ def default_grids() -> dict[str, list[dict]]:
         "dacdr_no_da": [{}, {"item_ids": False}],
         "dacdr_no_ia": [{}, {"item_ids": False}],
         "dacdr_no_both": [{}, {"item_ids": False}],
+        "dacdr_no_prior": [{}, {"item_ids": False}],
     }
 
 
@@ -161,7 +166,7 @@ def check_config(cfg: ExperimentConfig) -> None:
 
 def check_run(names: list[str], allowed: tuple[str, ...], seeds: int) -> None:
     """Fail before any training on unknown model names or a seed count below 1."""
-    unknown = sorted(set(names) - set(allowed))
+    unknown = sorted(set(names) - set(allowed) - set(OPT_IN_MODELS))
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; choose from {list(allowed)}")
     if not names:
@@ -197,8 +202,8 @@ def train_config(
 
 # models that read the source sequences (an empty behaviour type is an empty slot for them)
 SEQUENCE_READERS: frozenset[str] = frozenset(
-    {"dacdr", "dacdr_no_da", "dacdr_no_ia", "dacdr_no_both", "dnn_single", "dnn_multi", "shared_bottom",
-     "mmoe", "ple", "star", "sscdr", "ptupcdr"}
+    {"dacdr", "dacdr_no_da", "dacdr_no_ia", "dacdr_no_both", "dacdr_no_prior", "dnn_single", "dnn_multi",
+     "shared_bottom", "mmoe", "ple", "star", "sscdr", "ptupcdr"}
 )
 
 
