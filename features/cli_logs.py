@@ -83,18 +83,21 @@ def _import_and_print(tbl, source_domain: str, target_domain: str, out: Path, pr
 
 
 def _protocol(negatives: int, eval_negatives: int, eval_last: int, val_negatives: int, source_behavior: str,
-              seed: int, sample_users: int):
+              seed: int, sample_users: int, negatives_from: str):
     """The import protocol from the CLI options (one error line for a bad behaviour type)."""
     from features.contract import BEHAVIOR_TYPES
     from features.interactions import Protocol
 
     if source_behavior not in BEHAVIOR_TYPES:
         raise UserError(f"--source-behavior {source_behavior!r}: expected one of {', '.join(BEHAVIOR_TYPES)}")
-    return Protocol(negatives, eval_negatives, eval_last, val_negatives, source_behavior, seed, sample_users)
+    return Protocol(negatives, eval_negatives, eval_last, val_negatives, source_behavior, seed, sample_users,
+                    negatives_from)
 
 
 NEGATIVES_HELP = "Implicit data: sampled negatives per training interaction (uniform over the target items)."
 EVAL_NEG_HELP = "Implicit data: sampled negatives of a user's last interaction (the test request)."
+NEG_FROM_HELP = ("Implicit data: draw negatives from the items that exist at the request's time (available) "
+                 "or from every item of the domain (all).")
 VAL_NEG_HELP = "Implicit data: sampled negatives of the --eval-last - 1 interactions before it (validation)."
 EVAL_LAST_HELP = "Implicit data: a user's last N target interactions are evaluation requests."
 
@@ -121,6 +124,7 @@ def import_interactions_cmd(
     source_behavior: str = typer.Option("click", help="Implicit data: behaviour type of source rows."),
     seed: int = typer.Option(0, help="Seed of the negative sampling, user sample and title clustering."),
     sample_users: int = typer.Option(0, min=0, help="Keep a seeded sample of N users (0: all)."),
+    negatives_from: str = typer.Option("available", help=NEG_FROM_HELP),
 ) -> None:
     """Import interaction files (ratings or implicit, timed or not); protocol: docs/log-contract.md."""
     from features.interactions import (
@@ -143,7 +147,7 @@ def import_interactions_cmd(
             tables.append(read_interaction_file(path, cols, delimiter, header, domain or None))
         tbl = concat_standard(tables)
     protocol = _protocol(negatives, eval_negatives, eval_last, val_negatives, source_behavior, seed,
-                         sample_users)
+                         sample_users, negatives_from)
     cats = _titles_categories(titles, title_categories, seed)
     _import_and_print(tbl, source_domain, target_domain, out, protocol, cats, shared_item_ids)
 
@@ -163,6 +167,7 @@ def import_c2dsr_cmd(
     source_behavior: str = typer.Option("click", help="Behaviour type of source rows."),
     seed: int = typer.Option(0, help="Seed of the negative sampling, user sample and title clustering."),
     sample_users: int = typer.Option(0, min=0, help="Keep a seeded sample of N users (0: all)."),
+    negatives_from: str = typer.Option("available", help=NEG_FROM_HELP),
 ) -> None:
     """Import a C2DSR mixed-domain sequence folder (Amazon Food-Kitchen, Movie-Book): implicit, timed."""
     from features.c2dsr import read_c2dsr
@@ -178,7 +183,7 @@ def import_c2dsr_cmd(
         tbl = read_c2dsr(data, names[0], names[1])
     target = names[1] if source_domain == names[0] else names[0]
     protocol = _protocol(negatives, eval_negatives, eval_last, val_negatives, source_behavior, seed,
-                         sample_users)
+                         sample_users, negatives_from)
     cats = _titles_categories(titles, title_categories, seed)
     _import_and_print(tbl, source_domain, target, out, protocol, cats, shared_item_ids=True)
 

@@ -9,8 +9,9 @@ its file(s): ties in time keep it). `import_interactions` turns a standard table
   no value); the target domain's rows become `impressions`.
 - explicit ratings: one impression per rating, label = rating, task `rating`.
 - implicit: each target interaction is one request: label 1 for the item, plus `negatives` items with label 0
-  drawn uniformly (seeded) from the target domain's item pool (every item with an interaction in that domain),
-  never an item the user interacted with there. A user's last target interaction gets `eval_negatives`
+  drawn uniformly (seeded) from the target domain's items that exist at the request's time (interacted with
+  by anyone in that domain by then; `negatives_from="all"`: every item), never one the user interacted with
+  there. A user's last target interaction gets `eval_negatives`
   instead and the `eval_last - 1` before it `val_negatives`: the leave-last-out protocol of sequential
   cross-domain papers (test: 1 + 99 candidates; validation may use fewer to save time).
 - no times: every source row at T0 and every target row at T0 + 1 day, so every target row sees the user's
@@ -56,6 +57,7 @@ class Protocol:
     source_behavior: str = "click"  # behaviour type of implicit source rows
     seed: int = 0
     sample_users: int = 0  # keep a seeded sample of this many users (0: every user)
+    negatives_from: str = "available"  # "available": items seen in the domain by the request's time; "all"
 
 
 @dataclass
@@ -194,22 +196,38 @@ def _event_us(tbl: pa.Table, users: np.ndarray, is_source: np.ndarray) -> np.nda
     return sec * 1_000_000 + tie
 
 
+def available_pool(items: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct items ordered by first appearance, and per row how many of them exist at its time."""
+    first = np.full(int(items.max()) + 1, np.iinfo(np.int64).max)
+    np.minimum.at(first, items, times)
+    pool = np.unique(items)
+    pool = pool[np.argsort(first[pool], kind="stable")]
+    return pool, np.searchsorted(first[pool], times, side="right")
+
+
 def sample_negatives(rng: np.random.Generator, pool: np.ndarray, owners: np.ndarray, counts: np.ndarray,
-                      seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                     seen: np.ndarray, avail: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`counts[r]` items of `pool` for request r, uniform, never in the owner's `seen` keys; (request, item).
 
     seen: sorted int64 keys user * K + item of every (user, item) the user interacted with. Draws that hit a
     seen item are redrawn (a few rounds); the few still colliding after that are dropped.
+    avail: (R,) how many leading items of `pool` request r may draw (pool ordered by when items appear);
+    None: the whole pool.
     """
     req = np.repeat(np.arange(len(counts)), counts)
-    items = pool[rng.integers(0, len(pool), len(req))]
+    limit = (np.full(len(counts), len(pool)) if avail is None else avail)[req]
+
+    def draw(rows: np.ndarray) -> np.ndarray:
+        return pool[(rng.random(len(rows)) * limit[rows]).astype(np.int64)]
+
+    items = draw(np.arange(len(req)))
     k = np.int64(pool.max() + 1)
     for _ in range(10):
         key = owners[req] * k + items
         hit = np.isin(key, seen)
         if not hit.any():
             break
-        items[hit] = pool[rng.integers(0, len(pool), int(hit.sum()))]
+        items[hit] = draw(np.flatnonzero(hit))
     keep = ~np.isin(owners[req] * k + items, seen)
     return req[keep], items[keep]
 
@@ -326,6 +344,8 @@ def _implicit_rows(user: np.ndarray, item: np.ndarray, when: np.ndarray, protoco
     Returns per request (R,): user, positive item, time; per impression row (M,): its request, item... as
     (req_user, row_item, req_when, req_of_row, label): the positive first, then its negatives.
     """
+    if protocol.negatives_from not in ("available", "all"):
+        raise InteractionImportError(f"negatives-from: 'available' or 'all', not {protocol.negatives_from!r}")
     if min(protocol.negatives, protocol.eval_negatives, protocol.eval_last, protocol.val_negatives) < 0:
         raise InteractionImportError("negatives, eval-negatives, val-negatives and eval-last must be >= 0")
     # duplicates of (user, item) in the target domain: one request, the first time
@@ -347,9 +367,13 @@ def _implicit_rows(user: np.ndarray, item: np.ndarray, when: np.ndarray, protoco
         counts = np.full(len(u), protocol.negatives)
     k = np.int64(i.max() + 1)
     seen = np.unique(u.astype(np.int64) * k + i)
-    pool = np.unique(i)
+    # the pool in the order items appear (first interaction in the domain): a request draws only from items
+    # that exist at its time. Drawing from all items would show training requests items that appear only
+    # later, as negatives, and so teach every model that tomorrow's items are unwanted
+    pool, avail = available_pool(i, w)
+    avail = avail if protocol.negatives_from == "available" else None
     rng = np.random.default_rng(protocol.seed)
-    neg_req, neg_item = sample_negatives(rng, pool, u.astype(np.int64), counts, seen)
+    neg_req, neg_item = sample_negatives(rng, pool, u.astype(np.int64), counts, seen, avail)
     req_of_row = np.concatenate([np.arange(len(u)), neg_req])
     row_item = np.concatenate([i, neg_item])
     label = np.concatenate([np.ones(len(u)), np.zeros(len(neg_req))])

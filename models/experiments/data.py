@@ -33,14 +33,17 @@ SOURCE_NEGATIVES = 4  # sampled negatives per implicit source click (as the impo
 
 def implicit_examples(clicks: pd.DataFrame, negatives: int = SOURCE_NEGATIVES, seed: int = 0) -> pd.DataFrame:
     """Each click (label 1) plus `negatives` rows at its time with items drawn uniformly (seeded) from the
-    clicked items' pool, never one the user clicked (label 0); columns event_time, user_id, item_id, label."""
-    from features.interactions import sample_negatives
+    items clicked by anyone by then, never one the user clicked (label 0); columns event_time, user_id,
+    item_id, label."""
+    from features.interactions import available_pool, sample_negatives
 
-    pool = np.unique(clicks[C.ITEM_ID].to_numpy())
+    item = clicks[C.ITEM_ID].to_numpy()
+    when = clicks[C.EVENT_TIME].to_numpy().astype("datetime64[us]").astype(np.int64)
+    pool, avail = available_pool(item, when)
     users = clicks[C.USER_ID].to_numpy().astype(np.int64)
-    seen = np.unique(users * np.int64(pool.max() + 1) + clicks[C.ITEM_ID].to_numpy())
+    seen = np.unique(users * np.int64(pool.max() + 1) + item)
     counts = np.full(len(clicks), negatives)
-    req, items = sample_negatives(np.random.default_rng(seed), pool, users, counts, seen)
+    req, items = sample_negatives(np.random.default_rng(seed), pool, users, counts, seen, avail)
     neg = pd.DataFrame({C.EVENT_TIME: clicks[C.EVENT_TIME].to_numpy()[req], C.USER_ID: users[req],
                         C.ITEM_ID: items, C.LABEL: 0.0})
     return pd.concat([clicks.assign(**{C.LABEL: 1.0}), neg], ignore_index=True)

@@ -112,6 +112,8 @@ def test_implicit_negatives_and_leave_last_out(tmp_path: Path) -> None:
     negatives = imp[imp[C.LABEL] == 0]
     assert not any((u, i) in seen for u, i in zip(negatives[C.USER_ID], negatives[C.ITEM_ID], strict=True))
     assert set(negatives[C.ITEM_ID]) <= set(positives[C.ITEM_ID])  # the target domain's item pool
+    first = positives.groupby(C.ITEM_ID)[C.EVENT_TIME].min()  # an item exists from its first interaction
+    assert (first.reindex(negatives[C.ITEM_ID]).to_numpy() <= negatives[C.EVENT_TIME].to_numpy()).all()
     assert not set(negatives[C.ITEM_ID]) & set(beh[C.ITEM_ID])  # never a source item
 
 
