@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -11,6 +13,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -19,38 +23,112 @@ import pyarrow.parquet as pq
 from features import contract as C
 
 _TZ_SUFFIX = r"(Z|z|[+-]\d{2}:?\d{2})$"
+# the marker file every folder written through `atomic_dir(..., kind=...)` carries: what made it
+MARKER = ".dacdr-output.json"
+_SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 
-def _parse_csv_timestamps(col: pa.ChunkedArray, source: str, name: str) -> pa.ChunkedArray:
-    """ISO strings to UTC timestamps: values with a zone offset keep it, naive values are UTC."""
-    has_tz = pc.match_substring_regex(col, _TZ_SUFFIX)
-    try:
-        aware = pc.if_else(has_tz, col, pa.scalar(None, pa.string())).cast(C.TIMESTAMP)
-        naive = pc.if_else(has_tz, pa.scalar(None, pa.string()), col).cast(pa.timestamp("us"))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise C.ContractError(f"{source}: column {name} holds values that are not timestamps: {exc}") from exc
-    return pc.coalesce(aware, pc.assume_timezone(naive, "UTC"))
+class LandingFileError(C.ContractError):
+    """A landing file that is not read at all: a symbolic link, or unreadable (never echoes its content)."""
+
+    def __init__(self, source: str, detail: str) -> None:
+        """Keep the parts: validation reports them as the `file_readable` expectation."""
+        self.source, self.detail = source, detail
+        super().__init__(f"{source}: {detail}")
 
 
-def _read_file(path: Path, table: str) -> pa.Table:
-    """Read one parquet/csv file as-is; ContractError naming the file when it cannot be read."""
+class OutputRefused(ValueError):
+    """An output folder that holds something this command did not make (`--force` replaces it)."""
+
+
+def parse_timestamps(text: pa.ChunkedArray | pa.Array) -> tuple[pa.ChunkedArray, np.ndarray]:
+    """ISO-8601 text to UTC timestamps, the one parser of landing files; returns (times, unparsable).
+
+    A value with a zone suffix (Z, +hh:mm, -hhmm) is converted by its own offset; a value without
+    one is UTC. The two kinds are parsed apart: pandas given both at once applies the previous
+    row's offset to a naive value. Unparsable values become null and are flagged.
+    """
+    text = pa.chunked_array([text]) if isinstance(text, pa.Array) else text
+    has_tz = pc.fill_null(pc.match_substring_regex(text, _TZ_SUFFIX), False)
+    parsed = []
+    for mask in (has_tz, pc.invert(has_tz)):
+        part = pc.if_else(mask, text, pa.scalar(None, pa.string())).to_pandas()
+        times = pd.to_datetime(part, utc=True, errors="coerce", format="ISO8601")
+        parsed.append(pa.array(times, type=C.TIMESTAMP, from_pandas=True))
+    out = pa.chunked_array([pc.coalesce(*parsed)])
+    valid = np.asarray(text.is_valid().to_numpy(zero_copy_only=False), bool)
+    return out, valid & ~np.asarray(out.is_valid().to_numpy(zero_copy_only=False), bool)
+
+
+def safe_names(names: list[str]) -> str:
+    """Column names for a message: identifiers as they are, others only counted (never file content)."""
+    shown = [n for n in names if _SAFE_NAME.match(n)]
+    hidden = len(names) - len(shown)
+    return f"{shown}" + (f" and {hidden} name(s) that are not identifiers" if hidden else "")
+
+
+def _describe(exc: BaseException) -> str:
+    """An Arrow read error without the file content it may quote (a CSV row, a bad value)."""
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    m = re.match(r"(CSV parse error: Expected \d+ columns?, got \d+)", first)
+    if m:
+        return m.group(1)
+    if "CSV conversion error" in first or "invalid value" in first:
+        return "a value could not be converted (CSV conversion error)"
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", first)[:200]
+
+
+def _refuse_links(path: Path, root: Path | str | None) -> None:
+    """LandingFileError if `path`, or a folder between `root` and it, is a symbolic link."""
+    here = Path(path)
+    stop = Path(root) if root is not None else here.parent
+    while True:
+        if here.is_symlink():
+            what = "the file" if here == Path(path) else f"its folder {here}"
+            raise LandingFileError(
+                str(path), f"{what} is a symbolic link; landing files must be regular files (not read)"
+            )
+        if here == stop or here.parent == here:
+            return
+        here = here.parent
+
+
+def read_raw(path: Path, table: str, root: Path | str | None = None, follow_links: bool = False) -> pa.Table:
+    """One landing file as stored: CSV with every contract column as text, parquet as typed.
+
+    The one reader of landing files (check-logs, validate, the dataset builder). Symbolic links are
+    refused unless `follow_links` (a zone this project staged itself); errors never quote content.
+    """
+    path = Path(path)
+    if not follow_links:
+        _refuse_links(path, root)
     try:
         if path.suffix.lower() == ".csv":
-            schema = C.SCHEMAS[table]
-            # contract columns are read as text: conform() casts them and names the bad column, and
-            # timestamps are parsed below because CSV may mix naive (=UTC) and offset values
-            types = dict.fromkeys(schema.names, pa.string())
+            # contract columns are read as text: each reader parses them (strictly or row by row)
+            types = dict.fromkeys(C.columns(table), pa.string())
             opts = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
-            tbl = pacsv.read_csv(path, convert_options=opts)
-            for f in schema:
-                if pa.types.is_timestamp(f.type) and f.name in tbl.column_names:
-                    idx = tbl.column_names.index(f.name)
-                    parsed = _parse_csv_timestamps(tbl.column(idx), str(path), f.name)
-                    tbl = tbl.set_column(idx, f.name, parsed)
-            return tbl
+            return pacsv.read_csv(path, convert_options=opts)
         return pq.read_table(path)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise C.ContractError(f"{path}: unreadable {table} file: {exc}") from exc
+        raise LandingFileError(str(path), f"unreadable {table} file (corrupt or truncated?): {_describe(exc)}") from None
+
+
+def _read_file(path: Path, table: str, root: Path | str | None = None) -> pa.Table:
+    """Read one parquet/csv file with its timestamps parsed; ContractError naming the file."""
+    tbl = read_raw(path, table, root)
+    if path.suffix.lower() != ".csv":
+        return tbl
+    for f in C.SCHEMAS[table]:
+        if pa.types.is_timestamp(f.type) and f.name in tbl.column_names:
+            idx = tbl.column_names.index(f.name)
+            parsed, bad = parse_timestamps(tbl.column(idx))
+            if bad.any():
+                raise C.ContractError(
+                    f"{path}: column {f.name} holds {int(bad.sum())} value(s) that are not "
+                    "ISO-8601 timestamps"
+                )
+            tbl = tbl.set_column(idx, f.name, parsed)
+    return tbl
 
 
 def conform(tbl: pa.Table, table: str, source: str = "<memory>", keep_extra: bool = False) -> pa.Table:
@@ -97,6 +175,13 @@ def data_partitions(root: Path | str, table: str, dt: str | None = None) -> list
     atomic_dir leaves `.dt=D.<tmp>` and `.dt=D.old.<id>` folders beside the partition when a swap
     is interrupted; they hold a copy of the day, so reading them would double its rows.
     """
+    base = Path(root) / table
+    if base.is_dir():  # a linked folder is not walked, so its files would vanish without a word
+        for path in sorted(base.rglob("*")):
+            hidden = any(n.startswith((".", "_")) for n in path.relative_to(base).parts)
+            if not hidden and path.is_symlink() and path.is_dir():
+                raise LandingFileError(str(path), "is a symbolic link to a folder; landing folders must be "
+                                       "real folders (not read)")
     parts = [p for p in C.list_partitions(root, table, dt) if not _hidden(p, root)]
     if table in C.EVENT_TABLES:
         parts = [p for p in parts if p.dt is not None]
@@ -130,7 +215,7 @@ def read_table(root: Path | str, table: str, dt: str | None = None, keep_extra: 
     if not parts:
         where = f"{root}/{table}" + (f"/dt={dt}" if dt else "")
         raise C.ContractError(f"{where}: no parquet or csv files for table {table!r}")
-    tables = [conform(_read_file(p.path, table), table, str(p.path), keep_extra) for p in parts]
+    tables = [conform(_read_file(p.path, table, root), table, str(p.path), keep_extra) for p in parts]
     try:
         return pa.concat_tables(tables, promote_options="permissive")
     except pa.ArrowInvalid as exc:
@@ -160,17 +245,51 @@ def write_table(
     return path
 
 
+def output_kind(path: Path | str) -> str | None:
+    """The kind recorded in a folder's marker file (None: no marker, or not ours)."""
+    try:
+        return str(json.loads((Path(path) / MARKER).read_text())["kind"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_marker(folder: Path | str, kind: str) -> None:
+    """Mark `folder` as an output of kind `kind` made by this project (fixed bytes: reruns are identical)."""
+    (Path(folder) / MARKER).write_text(json.dumps({"kind": kind, "written_by": "dacdr"}) + "\n")
+
+
+def prepare_output(path: Path | str, kind: str, force: bool = False) -> Path:
+    """`path` if writing a `kind` output there destroys nothing this project did not make.
+
+    Allowed: a missing or empty folder, or one whose marker says `kind`. Anything else (a user's
+    folder, another kind of output) raises OutputRefused unless `force`.
+    """
+    path = Path(path)
+    if not path.exists() or force:
+        return path
+    if not path.is_dir():
+        raise OutputRefused(f"{path}: exists and is not a folder")
+    found = output_kind(path)
+    if found == kind or (found is None and not any(path.iterdir())):
+        return path
+    what = f"holds a dacdr {found} output, not a {kind}" if found else "is not empty, not made by dacdr"
+    raise OutputRefused(f"{path}: {what}; choose another folder, or pass --force to replace it")
+
+
 @contextmanager
-def atomic_dir(target: Path | str) -> Iterator[Path]:
+def atomic_dir(target: Path | str, kind: str | None = None) -> Iterator[Path]:
     """Yield a temp folder beside `target`; on success it replaces `target`, on error it is removed.
 
-    Nothing half-written is ever visible at `target`.
+    Nothing half-written is ever visible at `target`. With `kind`, the new folder carries the
+    marker that lets `prepare_output` replace it next time.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield tmp
+        if kind is not None:
+            write_marker(tmp, kind)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -244,7 +363,7 @@ def _read_checked(root: Path, table: str) -> pa.Table:
         raise C.ContractError(f"{root}/{table}: no parquet or csv files for table {table!r}")
     tables = []
     for part in parts:
-        tbl = conform(_read_file(part.path, table), table, str(part.path))
+        tbl = conform(_read_file(part.path, table, root), table, str(part.path))
         _check_file(tbl, table, part)
         tables.append(tbl)
     try:

@@ -21,13 +21,21 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from dacdr.engine import LOCAL, RAY
 from features import contract as C
 from features import suites as S
-from features.io import atomic_dir, conform, data_partitions, stray_files, write_table
+from features.io import (
+    LandingFileError,
+    atomic_dir,
+    conform,
+    data_partitions,
+    parse_timestamps,
+    read_raw,
+    safe_names,
+    stray_files,
+    write_table,
+)
 
 REASON = "reason"
 REASON_SEP = ";"
@@ -61,6 +69,9 @@ class ValidationConfig:
     data_docs: bool = True  # render GX Data Docs (about a second per run; tests of many faults skip it)
     # where the event tables' row rules run: local, or ray (features.ray_data, the same masks)
     engine: str = LOCAL
+    # read symbolic links in the landing zone: only for a zone this project staged itself
+    # (flows.onboard links the main curated tables); a user's zone never
+    follow_links: bool = False
 
 
 @dataclass
@@ -129,12 +140,10 @@ def _parse_text(col: pa.ChunkedArray, typ: pa.DataType) -> tuple[pa.ChunkedArray
     if pa.types.is_string(typ):
         return col, np.zeros(len(col), bool)
     if pa.types.is_timestamp(typ):
-        parsed = pd.to_datetime(col.to_pandas(), utc=True, errors="coerce", format="ISO8601")
-        out = pa.chunked_array([pa.array(parsed, type=typ, from_pandas=True)])
-    else:
-        pattern = _INT_TEXT if pa.types.is_integer(typ) else _FLOAT_TEXT
-        ok = pc.fill_null(pc.match_substring_regex(col, pattern), False)
-        out = pc.cast(pc.utf8_trim_whitespace(pc.if_else(ok, col, pa.scalar(None, pa.string()))), typ)
+        return parse_timestamps(col)  # the landing files' one timestamp parser (naive = UTC)
+    pattern = _INT_TEXT if pa.types.is_integer(typ) else _FLOAT_TEXT
+    ok = pc.fill_null(pc.match_substring_regex(col, pattern), False)
+    out = pc.cast(pc.utf8_trim_whitespace(pc.if_else(ok, col, pa.scalar(None, pa.string()))), typ)
     bad = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), bool) & ~np.asarray(
         out.is_valid().to_numpy(zero_copy_only=False), bool
     )
@@ -151,29 +160,22 @@ def _check_columns(names: list[str], table: str, source: str) -> None:
             table,
             source,
             S.COLUMNS_MATCH_CONTRACT,
-            "; ".join(f"{what} column(s) {cols}"
+            "; ".join(f"{what} column(s) {safe_names(cols)}"
                       for what, cols in (("missing", missing), ("unexpected", extra)) if cols),
         )
 
 
-def _read_file(path: Path, table: str) -> _Batch:
+def _read_file(path: Path, table: str, root: Path, follow_links: bool = False) -> _Batch:
     """Read one landing file into a contract-typed batch; ValidationFailed for table-level problems."""
     source = str(path)
-    if path.stat().st_size == 0:
-        raise ValidationFailed(table, source, S.FILE_NOT_EMPTY, "the file is empty (0 bytes)")
     is_csv = path.suffix.lower() == ".csv"
     try:
-        if is_csv:
-            # every column as text: values are parsed below, so one bad cell quarantines one row
-            text = {name: pa.string() for name in C.columns(table)}
-            opts = pacsv.ConvertOptions(column_types=text, strings_can_be_null=True)
-            raw = pacsv.read_csv(path, convert_options=opts)
-        else:
-            raw = pq.read_table(path)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise ValidationFailed(
-            table, source, S.FILE_READABLE, f"unreadable or truncated file: {exc}"
-        ) from exc
+        if path.lstat().st_size == 0:  # lstat: a link is judged (and refused) by read_raw
+            raise ValidationFailed(table, source, S.FILE_NOT_EMPTY, "the file is empty (0 bytes)")
+        # CSV: every column as text, parsed below, so one bad cell quarantines one row
+        raw = read_raw(path, table, root, follow_links)
+    except LandingFileError as exc:
+        raise ValidationFailed(table, source, S.FILE_READABLE, exc.detail) from None
     _check_columns(raw.column_names, table, source)
     if raw.num_rows == 0:
         raise ValidationFailed(table, source, S.FILE_NOT_EMPTY, "the file has no rows")
@@ -230,16 +232,19 @@ def _cast_typed(
     return _parse_text(text, typ)
 
 
-def _read_batch(root: Path, table: str, dt: str | None) -> _Batch:
+def _read_batch(root: Path, table: str, dt: str | None, follow_links: bool = False) -> _Batch:
     """Read and concatenate every landing file of a table (one day for event tables)."""
-    parts = data_partitions(root, table, dt)
+    try:
+        parts = data_partitions(root, table, dt)
+    except LandingFileError as exc:
+        raise ValidationFailed(table, exc.source, S.FILE_READABLE, exc.detail) from None
     stray = stray_files(root, table, dt)
     notes = [f"{root}/{table}: stray file(s) not read: {[str(p) for p in stray]}"] if stray else []
     if not parts:
         where = f"{root}/{table}" + (f"/dt={dt}" if dt else "")
         also = f" (stray file(s) not read: {[p.name for p in stray]})" if stray else ""
         raise ValidationFailed(table, where, S.TABLE_PRESENT, f"no parquet or csv files{also}")
-    batches = [_read_file(p.path, table) for p in parts]
+    batches = [_read_file(p.path, table, root, follow_links) for p in parts]
     notes += [w for b in batches for w in b.warnings]
     try:
         tbl = pa.concat_tables([b.table for b in batches], promote_options="permissive")
@@ -469,7 +474,7 @@ def validate_day(
     try:
         # dimension tables first: the event tables' rules look items and domains up
         for table in (C.DOMAINS, C.ITEMS, *C.EVENT_TABLES):
-            batch = _read_batch(logs, table, dt if table in C.EVENT_TABLES else None)
+            batch = _read_batch(logs, table, dt if table in C.EVENT_TABLES else None, config.follow_links)
             for warning in batch.warnings:
                 logger.warning("validate dt=%s: %s", dt, warning)
             warnings += batch.warnings
