@@ -37,6 +37,10 @@ class LandingFileError(C.ContractError):
         super().__init__(f"{source}: {detail}")
 
 
+# the kinds of output folder the commands write (recorded in MARKER)
+LANDING_OUTPUT, DATASET_OUTPUT, LAKE_OUTPUT = "landing_zone", "dataset", "lake"
+
+
 class OutputRefused(ValueError):
     """An output folder that holds something this command did not make (`--force` replaces it)."""
 
@@ -110,7 +114,8 @@ def read_raw(path: Path, table: str, root: Path | str | None = None, follow_link
             return pacsv.read_csv(path, convert_options=opts)
         return pq.read_table(path)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise LandingFileError(str(path), f"unreadable {table} file (corrupt or truncated?): {_describe(exc)}") from None
+        detail = f"unreadable {table} file (corrupt or truncated?): {_describe(exc)}"
+        raise LandingFileError(str(path), detail) from None
 
 
 def _read_file(path: Path, table: str, root: Path | str | None = None) -> pa.Table:

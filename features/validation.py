@@ -26,14 +26,17 @@ from dacdr.engine import LOCAL, RAY
 from features import contract as C
 from features import suites as S
 from features.io import (
+    LAKE_OUTPUT,
     LandingFileError,
     atomic_dir,
     conform,
     data_partitions,
+    output_kind,
     parse_timestamps,
     read_raw,
     safe_names,
     stray_files,
+    write_marker,
     write_table,
 )
 
@@ -466,6 +469,8 @@ def validate_day(
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (UTC)")
     out.mkdir(parents=True, exist_ok=True)
+    if output_kind(out) != LAKE_OUTPUT:
+        write_marker(out, LAKE_OUTPUT)  # what lets `validate --out` write here again
     gxr = _Gx(out / DATA_DOCS)
     tables: dict[str, TableSummary] = {}
     outcomes: dict[str, _Outcome] = {}
