@@ -1,11 +1,15 @@
-"""Expectation suites as code: one definition per data-quality rule, feeding both the vectorised
-row masks (which rows fail) and the Great Expectations suite (which decides whether they fail).
+"""Expectation suites as code: one definition per data-quality rule, feeding both the Great
+Expectations suite (which decides whether a rule failed) and a vectorised row mask (which rows).
 
-A `RowRule` computes a boolean pass-mask over a contract-typed batch with pyarrow/numpy. The GX
-suite of a table holds one expectation per rule over that rule's failure column (1 = the row
-fails; the expectation is "max is 0"), plus the
-table-level row-count expectation, so GX's validation result is what gates the data while the
-masks only locate the failing rows. Adding a rule = adding one `RowRule` to `row_rules`.
+A `RowRule` states itself in GX's own terms on the data's columns (`GxForm`: e.g.
+ExpectColumnValuesToNotBeNull on user_id, ExpectColumnValuesToBeBetween on event_time with the
+day's bounds, ExpectCompoundColumnsToBeUnique on (request_id, item_id)) and computes the same
+rule as a boolean pass-mask with pyarrow/numpy. GX's unexpected-row count is checked against the
+mask's (`EXACT`: equal; `AT_LEAST`: GX also counts rows the mask leaves to another rule, e.g. an
+unparsable id is null to GX but reported as `parses:`). Rules GX has no column expectation for
+(a raw value that does not parse, an item missing from a 100k-row items table, a rate without a
+value) are computed here and GX checks their failure column ("max is 0"). Adding a rule = adding
+one `RowRule` to `row_rules`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -66,6 +70,16 @@ class RuleContext:
 
 
 Check = Callable[[pa.Table, RuleContext], np.ndarray]
+EXACT, AT_LEAST = "exact", "at_least"
+
+
+@dataclass(frozen=True)
+class GxForm:
+    """A rule in GX's terms: an expectation class of great_expectations.expectations and its kwargs."""
+
+    expectation: str  # e.g. "ExpectColumnValuesToBeInSet"
+    kwargs: Callable[[RuleContext], dict[str, Any]]  # column(s), sets and bounds (from the context)
+    counts: str = EXACT  # EXACT: GX's unexpected rows == the mask's; AT_LEAST: GX's >= the mask's
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,7 @@ class RowRule:
     check: Check  # (batch, ctx) -> bool ndarray, True = the row passes
     level: Level = ROW  # "table": any failing row fails the whole run
     needs_others: bool = False  # evaluated last, over rows that passed every other rule
+    gx: GxForm | None = None  # None: GX checks the rule's computed failure column
 
 
 @dataclass(frozen=True)
@@ -253,6 +268,20 @@ _ID_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _kw(**kwargs: Any) -> Callable[[RuleContext], dict[str, Any]]:
+    """GX kwargs that do not depend on the context."""
+    return lambda ctx: dict(kwargs)
+
+
+def _in_domains(ctx: RuleContext, task: str) -> dict[str, Any]:
+    """A GX row condition selecting the rows of the known domains whose task is `task`."""
+    names = sorted(d for d, t in ctx.domain_tasks.items() if t == task)
+    return {"row_condition": f"{C.DOMAIN} in {names!r}", "condition_parser": "pandas"}
+
+
+_NAME_FORM = GxForm("ExpectColumnValuesToMatchRegex", _kw(column=C.DOMAIN, regex=C.DOMAIN_NAME_PATTERN))
+
+
 def row_rules(table: str) -> list[RowRule]:
     """Every rule of a contract table, in evaluation order (a `needs_others` rule comes last)."""
     level: Level = TABLE if table == C.DOMAINS else ROW  # a bad domains table fails the run
@@ -260,19 +289,36 @@ def row_rules(table: str) -> list[RowRule]:
     for col in C.columns(table):
         rules.append(RowRule(f"parses:{col}", f"{col} parses as the contract type", _parses(col), level))
     for col in C.KEY_COLUMNS[table]:
-        rules.append(RowRule(f"not_null:{col}", f"key column {col} is not null", _not_null(col), level))
-    for col in _ID_COLUMNS[table]:
+        # GX sees an unparsable value as null too; the mask leaves that row to parses:<col>
+        form = GxForm("ExpectColumnValuesToNotBeNull", _kw(column=col), AT_LEAST)
         rules.append(
-            RowRule(f"non_negative:{col}", f"id {col} is a non-negative integer", _non_negative(col), level)
+            RowRule(f"not_null:{col}", f"key column {col} is not null", _not_null(col), level, gx=form)
+        )
+    for col in _ID_COLUMNS[table]:
+        form = GxForm("ExpectColumnValuesToBeBetween", _kw(column=col, min_value=0))
+        rules.append(
+            RowRule(
+                f"non_negative:{col}", f"id {col} is a non-negative integer", _non_negative(col), level,
+                gx=form,
+            )
         )
     if table in C.EVENT_TABLES:
         rules += [
-            RowRule("domain_name", f"domain matches {C.DOMAIN_NAME_PATTERN}", _domain_name_ok(C.DOMAIN)),
-            RowRule("domain_known", "domain is a row of the domains table", _domain_known),
+            RowRule("domain_name", f"domain matches {C.DOMAIN_NAME_PATTERN}", _domain_name_ok(C.DOMAIN),
+                    gx=_NAME_FORM),
+            RowRule("domain_known", "domain is a row of the domains table", _domain_known,
+                    gx=GxForm("ExpectColumnValuesToBeInSet",
+                              lambda ctx: {"column": C.DOMAIN, "value_set": sorted(ctx.domain_tasks)})),
             RowRule(
-                "event_time_in_partition", "event_time lies within its dt partition's UTC day", _in_partition
+                "event_time_in_partition", "event_time lies within its dt partition's UTC day", _in_partition,
+                gx=GxForm("ExpectColumnValuesToBeBetween", lambda ctx: {
+                    "column": C.EVENT_TIME, "min_value": ctx.day_start, "max_value": ctx.day_end,
+                    "strict_max": True}),
             ),
-            RowRule("event_time_not_future", "event_time is not in the future", _not_future),
+            RowRule("event_time_not_future", "event_time is not in the future", _not_future,
+                    gx=GxForm("ExpectColumnValuesToBeBetween",
+                              lambda ctx: {"column": C.EVENT_TIME, "max_value": ctx.now})),
+            # the items table has ~10^5 rows: as a GX value set it would fill the Data Docs page
             RowRule("item_known", "item_id is an accepted row of the items table", _item_known),
         ]
     if table == C.IMPRESSIONS:
@@ -281,18 +327,29 @@ def row_rules(table: str) -> list[RowRule]:
                 "domain_is_target",
                 "impressions are target-domain rows (a source domain's feedback is a behaviour)",
                 _domain_is_target,
+                gx=GxForm("ExpectColumnValuesToNotBeInSet", lambda ctx: {
+                    "column": C.DOMAIN,
+                    "value_set": sorted(d for d, r in ctx.domain_roles.items() if r != C.ROLE_TARGET)}),
             ),
-            RowRule("label_ctr_binary", "label is 0 or 1 in ctr domains", _label_ctr),
+            RowRule("label_ctr_binary", "label is 0 or 1 in ctr domains", _label_ctr,
+                    gx=GxForm("ExpectColumnValuesToBeInSet", lambda ctx: {
+                        "column": C.LABEL, "value_set": [0.0, 1.0], **_in_domains(ctx, C.TASK_CTR)})),
             RowRule(
                 "label_rating_range",
                 f"label is within [{C.RATING_MIN}, {C.RATING_MAX}] in rating domains",
                 _label_rating,
+                gx=GxForm("ExpectColumnValuesToBeBetween", lambda ctx: {
+                    "column": C.LABEL, "min_value": C.RATING_MIN, "max_value": C.RATING_MAX,
+                    **_in_domains(ctx, C.TASK_RATING)}),
             ),
             RowRule(
                 "unique_request_item",
                 "no duplicated (request_id, item_id): the first copy is kept",
                 _unique(UNIQUE_KEYS[C.IMPRESSIONS]),
                 needs_others=True,
+                # GX counts every copy (the first one too) over all rows; the mask, later copies only
+                gx=GxForm("ExpectCompoundColumnsToBeUnique",
+                          _kw(column_list=list(UNIQUE_KEYS[C.IMPRESSIONS])), AT_LEAST),
             ),
         ]
     elif table == C.BEHAVIORS:
@@ -301,30 +358,41 @@ def row_rules(table: str) -> list[RowRule]:
                 "behavior_in_set",
                 f"behavior is one of {list(C.BEHAVIOR_TYPES)}",
                 _in_set(C.BEHAVIOR, C.BEHAVIOR_TYPES),
+                gx=GxForm(
+                    "ExpectColumnValuesToBeInSet", _kw(column=C.BEHAVIOR, value_set=list(C.BEHAVIOR_TYPES))
+                ),
             ),
+            # a rate without a value fails too: GX's map expectations skip nulls, so it is computed
             RowRule(
                 "rate_value_in_range", "rate behaviours carry a value within the rating range", _value_rating
             ),
         ]
     elif table == C.ITEMS:
         rules += [
+            # NaN and inf fail too: pandas reads NaN as missing, so it is computed
             RowRule("price_non_negative", "price is finite and >= 0 when present", _price_ok),
             RowRule(
                 "unique_item_id",
                 "item_id is unique: the first row is kept",
                 _unique(UNIQUE_KEYS[C.ITEMS]),
                 needs_others=True,
+                gx=GxForm("ExpectColumnValuesToBeUnique", _kw(column=C.ITEM_ID), AT_LEAST),
             ),
         ]
     elif table == C.DOMAINS:
         rules += [
             RowRule(
-                "domain_name", f"domain matches {C.DOMAIN_NAME_PATTERN}", _domain_name_ok(C.DOMAIN), TABLE
+                "domain_name", f"domain matches {C.DOMAIN_NAME_PATTERN}", _domain_name_ok(C.DOMAIN), TABLE,
+                gx=_NAME_FORM,
             ),
-            RowRule("role_in_set", f"role is one of {list(C.ROLES)}", _in_set(C.ROLE, C.ROLES), TABLE),
-            RowRule("task_in_set", f"task is one of {list(C.TASKS)}", _in_set(C.TASK, C.TASKS), TABLE),
+            RowRule("role_in_set", f"role is one of {list(C.ROLES)}", _in_set(C.ROLE, C.ROLES), TABLE,
+                    gx=GxForm("ExpectColumnValuesToBeInSet", _kw(column=C.ROLE, value_set=list(C.ROLES)))),
+            RowRule("task_in_set", f"task is one of {list(C.TASKS)}", _in_set(C.TASK, C.TASKS), TABLE,
+                    gx=GxForm("ExpectColumnValuesToBeInSet", _kw(column=C.TASK, value_set=list(C.TASKS)))),
             RowRule(
-                "unique_domain", "domain is unique", _unique(UNIQUE_KEYS[C.DOMAINS]), TABLE, needs_others=True
+                "unique_domain", "domain is unique", _unique(UNIQUE_KEYS[C.DOMAINS]), TABLE,
+                needs_others=True,
+                gx=GxForm("ExpectColumnValuesToBeUnique", _kw(column=C.DOMAIN), AT_LEAST),
             ),
         ]
     return rules
@@ -352,24 +420,29 @@ def count_limits(history: list[int], bounds: CountBounds) -> tuple[int, int | No
 
 
 def build_suite(
-    table: str, rules: list[RowRule], limits: tuple[int, int | None] | None
+    table: str, rules: list[RowRule], limits: tuple[int, int | None] | None, ctx: RuleContext | None = None
 ) -> gx.ExpectationSuite:
-    """The GX suite of one table: one expectation per rule's failure column, plus the row-count bounds."""
+    """A table's GX suite: each rule on the data's columns (or its failure column); row-count bounds."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
+    ctx = ctx or RuleContext(dt="", day_start=datetime.min, day_end=datetime.max, now=datetime.max)
     suite = gx.ExpectationSuite(name=f"dacdr.{table}")
     for rule in rules:
-        # the batch column `rule.name` holds 1 where a row fails the rule, so "max is 0" is "no row
-        # fails". A column aggregate keeps GX fast on 10M-row days: map expectations such as
-        # ExpectColumnValuesToBeInSet cost ~1 s per column per 10M rows, and GX's pandas column.sum
-        # scans every value in Python looking for Decimals.
+        meta = {META_RULE: rule.name, META_LEVEL: rule.level}
+        if rule.gx is not None:
+            kind = getattr(gxe, rule.gx.expectation)
+            description = f"{rule.level}-level `{rule.name}`: {rule.description}"
+            suite.add_expectation(kind(**rule.gx.kwargs(ctx), description=description, meta=meta))
+            continue
+        # computed here: the batch column `rule.name` holds 1 where a row fails, "max is 0" = none fails
         suite.add_expectation(
             gxe.ExpectColumnMaxToBeBetween(
                 column=rule.name,
                 max_value=0,
-                description=f"{rule.level}-level: {rule.description} (column = 1 on failing rows)",
-                meta={META_RULE: rule.name, META_LEVEL: rule.level},
+                description=f"{rule.level}-level `{rule.name}`: {rule.description} "
+                "(computed; 1 on failing rows)",
+                meta=meta,
             )
         )
     if limits is not None:
