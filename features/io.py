@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 import uuid
@@ -13,109 +12,21 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from features import contract as C
+from features.landing import parse_timestamps, read_raw, refuse_linked_folders
 
-_TZ_SUFFIX = r"(Z|z|[+-]\d{2}:?\d{2})$"
 # the marker file every folder written through `atomic_dir(..., kind=...)` carries: what made it
 MARKER = ".dacdr-output.json"
-_SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
-
-
-class LandingFileError(C.ContractError):
-    """A landing file that is not read at all: a symbolic link, or unreadable (never echoes its content)."""
-
-    def __init__(self, source: str, detail: str) -> None:
-        """Keep the parts: validation reports them as the `file_readable` expectation."""
-        self.source, self.detail = source, detail
-        super().__init__(f"{source}: {detail}")
-
-
 # the kinds of output folder the commands write (recorded in MARKER)
 LANDING_OUTPUT, DATASET_OUTPUT, LAKE_OUTPUT = "landing_zone", "dataset", "lake"
 
 
 class OutputRefused(ValueError):
     """An output folder that holds something this command did not make (`--force` replaces it)."""
-
-
-def parse_timestamps(text: pa.ChunkedArray | pa.Array) -> tuple[pa.ChunkedArray, np.ndarray]:
-    """ISO-8601 text to UTC timestamps, the one parser of landing files; returns (times, unparsable).
-
-    A value with a zone suffix (Z, +hh:mm, -hhmm) is converted by its own offset; a value without
-    one is UTC. The two kinds are parsed apart: pandas given both at once applies the previous
-    row's offset to a naive value. Unparsable values become null and are flagged.
-    """
-    text = pa.chunked_array([text]) if isinstance(text, pa.Array) else text
-    has_tz = pc.fill_null(pc.match_substring_regex(text, _TZ_SUFFIX), False)
-    parsed = []
-    for mask in (has_tz, pc.invert(has_tz)):
-        part = pc.if_else(mask, text, pa.scalar(None, pa.string())).to_pandas()
-        times = pd.to_datetime(part, utc=True, errors="coerce", format="ISO8601")
-        parsed.append(pa.array(times, type=C.TIMESTAMP, from_pandas=True))
-    out = pa.chunked_array([pc.coalesce(*parsed)])
-    valid = np.asarray(text.is_valid().to_numpy(zero_copy_only=False), bool)
-    return out, valid & ~np.asarray(out.is_valid().to_numpy(zero_copy_only=False), bool)
-
-
-def safe_names(names: list[str]) -> str:
-    """Column names for a message: identifiers as they are, others only counted (never file content)."""
-    shown = [n for n in names if _SAFE_NAME.match(n)]
-    hidden = len(names) - len(shown)
-    return f"{shown}" + (f" and {hidden} name(s) that are not identifiers" if hidden else "")
-
-
-def _describe(exc: BaseException) -> str:
-    """An Arrow read error without the file content it may quote (a CSV row, a bad value)."""
-    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    m = re.match(r"(CSV parse error: Expected \d+ columns?, got \d+)", first)
-    if m:
-        return m.group(1)
-    if "CSV conversion error" in first or "invalid value" in first:
-        return "a value could not be converted (CSV conversion error)"
-    return re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", first)[:200]
-
-
-def _refuse_links(path: Path, root: Path | str | None) -> None:
-    """LandingFileError if `path`, or a folder between `root` and it, is a symbolic link."""
-    here = Path(path)
-    stop = Path(root) if root is not None else here.parent
-    while True:
-        if here.is_symlink():
-            what = "the file" if here == Path(path) else f"its folder {here}"
-            raise LandingFileError(
-                str(path), f"{what} is a symbolic link; landing files must be regular files (not read)"
-            )
-        if here == stop or here.parent == here:
-            return
-        here = here.parent
-
-
-def read_raw(path: Path, table: str, root: Path | str | None = None, follow_links: bool = False) -> pa.Table:
-    """One landing file as stored: CSV with every contract column as text, parquet as typed.
-
-    The one reader of landing files (check-logs, validate, the dataset builder). Symbolic links are
-    refused unless `follow_links` (a zone this project staged itself); errors never quote content.
-    """
-    path = Path(path)
-    if not follow_links:
-        _refuse_links(path, root)
-    try:
-        if path.suffix.lower() == ".csv":
-            # contract columns are read as text: each reader parses them (strictly or row by row)
-            types = dict.fromkeys(C.columns(table), pa.string())
-            opts = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
-            return pacsv.read_csv(path, convert_options=opts)
-        return pq.read_table(path)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        detail = f"unreadable {table} file (corrupt or truncated?): {_describe(exc)}"
-        raise LandingFileError(str(path), detail) from None
 
 
 def _read_file(path: Path, table: str, root: Path | str | None = None) -> pa.Table:
@@ -180,13 +91,7 @@ def data_partitions(root: Path | str, table: str, dt: str | None = None) -> list
     atomic_dir leaves `.dt=D.<tmp>` and `.dt=D.old.<id>` folders beside the partition when a swap
     is interrupted; they hold a copy of the day, so reading them would double its rows.
     """
-    base = Path(root) / table
-    if base.is_dir():  # a linked folder is not walked, so its files would vanish without a word
-        for path in sorted(base.rglob("*")):
-            hidden = any(n.startswith((".", "_")) for n in path.relative_to(base).parts)
-            if not hidden and path.is_symlink() and path.is_dir():
-                raise LandingFileError(str(path), "is a symbolic link to a folder; landing folders must be "
-                                       "real folders (not read)")
+    refuse_linked_folders(Path(root) / table)
     parts = [p for p in C.list_partitions(root, table, dt) if not _hidden(p, root)]
     if table in C.EVENT_TABLES:
         parts = [p for p in parts if p.dt is not None]

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from dacdr.cli import app
 from features import contract as C
-from features import io
+from features import io, landing
 from features.amazon_synth import make_amazon_files
 from features.validation import ValidationConfig, ValidationFailed, validate_day
 from tests.data import bad_batches as BB
@@ -120,7 +120,7 @@ def test_one_timestamp_parser() -> None:
     """Offsets are applied per value (Z, +hh:mm, -hhmm); naive values are UTC; garbage is flagged."""
     text = pa.array(["2024-03-05T10:00:00+02:00", "2024-03-05 10:00:00", "2024-03-05T10:00:00Z",
                      "2024-03-05T10:00:00-0130", "yesterday", None])
-    times, bad = io.parse_timestamps(text)
+    times, bad = landing.parse_timestamps(text)
     base = datetime(2024, 3, 5, 10, tzinfo=UTC)
     hours = [-2, 0, 0, 1.5]
     assert times.to_pylist() == [base + timedelta(hours=h) for h in hours] + [None, None]
