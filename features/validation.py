@@ -210,7 +210,8 @@ def _judge(
     else:  # the dimension tables are small: always here
         masks = S.evaluate_rules(batch.table, rules, ctx)
     # GX reads the data's own columns, plus a failure column for each rule it has no expectation for
-    frame = batch.table.select(C.columns(table)).to_pandas()
+    # strings as categoricals: GX's null and set checks then read integer codes, not Python objects
+    frame = batch.table.select(C.columns(table)).to_pandas(strings_to_categorical=True)
     for rule in rules:
         if rule.gx is None:
             frame[rule.name] = (~masks[rule.name]).view(np.uint8)
