@@ -278,10 +278,10 @@ def build_suite(
     suite = gx.ExpectationSuite(name=f"dacdr.{table}")
     for rule in rules:
         meta = {META_RULE: rule.name, META_LEVEL: rule.level}
-        if rule.gx is not None:
+        if rule.gx is not None:  # Data Docs render GX's own words; the notes name the rule
             kind = getattr(gxe, rule.gx.expectation)
-            description = f"{rule.level}-level `{rule.name}`: {rule.description}"
-            suite.add_expectation(kind(**rule.gx.kwargs(ctx), description=description, meta=meta))
+            notes = f"{rule.level}-level rule `{rule.name}`: {rule.description}"
+            suite.add_expectation(kind(**rule.gx.kwargs(ctx), notes=notes, meta=meta))
             continue
         # computed here: the batch column `rule.name` holds 1 where a row fails, "max is 0" = none fails
         suite.add_expectation(
