@@ -20,6 +20,8 @@ class GxRun:
 
     def __init__(self, docs_dir: Path) -> None:
         """Create the context and point its only Data Docs site at `docs_dir`."""
+        # GX logs lines at INFO on import and per store and temp folder: kept off the user's terminal
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
         import great_expectations as gx
         from great_expectations.data_context.types.base import (
             DataContextConfig,
@@ -27,8 +29,6 @@ class GxRun:
             ProgressBarsConfig,
         )
 
-        # GX logs a line per store and temp folder at INFO: kept out of the user's terminal
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)
         self._gx = gx
         # in-memory stores and no temporary docs site (the default makes, and logs, a temp folder)
         stores = InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
