@@ -20,12 +20,16 @@ def simulate_cmd(
     seed: int = typer.Option(0, help="Random seed; same seed, same bytes."),
     out: Path = typer.Option(..., help="Landing-zone folder to write (replaced atomically)."),
     n_targets: int = typer.Option(3, help="Number of target domains (1-5)."),
+    force: bool = typer.Option(False, "--force", help="Replace --out even if dacdr did not write it."),
 ) -> None:
     """Simulate a multi-domain landing zone (source funnel, sparse target domains, onboarding domain)."""
     from features.contract import ContractError
+    from features.io import LANDING_OUTPUT, OutputRefused, prepare_output
     from features.simulator import simulate, summary_dict
 
     output_dir(out, "--out")
+    with user_errors(OutputRefused, option="--out"):  # a typo'd --out ~ must cost nobody their files
+        prepare_output(out, LANDING_OUTPUT, force)
     with user_errors(ValueError, ContractError):
         summary = simulate(preset, seed=seed, out=out, n_targets=n_targets)
     typer.echo(json.dumps(summary_dict(summary), indent=1))
@@ -39,16 +43,20 @@ def import_amazon_cmd(
     fmt: str | None = typer.Option(
         None, "--format", help="Both files' format, overriding detection: 2014, 2018 or 5core."
     ),
+    force: bool = typer.Option(False, "--force", help="Replace --out even if dacdr did not write it."),
 ) -> None:
     """Import Amazon review ratings: source category -> behaviors (rate), target -> impressions (rating)."""
     from dataclasses import asdict
 
     from features.contract import ContractError
     from features.importers import import_amazon
+    from features.io import LANDING_OUTPUT, OutputRefused, prepare_output
 
     existing_file(source, "--source")
     existing_file(target, "--target")
     output_dir(out, "--out")
+    with user_errors(OutputRefused, option="--out"):
+        prepare_output(out, LANDING_OUTPUT, force)
     with user_errors(ContractError):
         summary = import_amazon(source, target, out, fmt)
     typer.echo(json.dumps({**asdict(summary), "out": str(summary.out)}, indent=1))

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from dacdr.engine import check_engine
-from dacdr.errors import existing_dir, iso_day, output_dir
+from dacdr.errors import existing_dir, iso_day, output_dir, user_errors
 
 app = typer.Typer()
 
@@ -24,8 +24,10 @@ def validate(
     engine: str = typer.Option(
         "local", "--engine", help="local (this process) or ray (row rules on Ray Data, $RAY_ADDRESS)."
     ),
+    force: bool = typer.Option(False, "--force", help="Write into --out even if dacdr did not make it."),
 ) -> None:
     """Validate one day with Great Expectations: good rows to curated/, bad rows to quarantine/."""
+    from features.io import LAKE_OUTPUT, OutputRefused, prepare_output
     from features.suites import CountBounds
     from features.validation import ValidationConfig, ValidationFailed, validate_day
 
@@ -33,6 +35,8 @@ def validate(
     existing_dir(logs, "--logs")
     iso_day(dt, "--dt")
     output_dir(out, "--out")
+    with user_errors(OutputRefused, option="--out"):  # never write into a folder of the user's
+        prepare_output(out, LAKE_OUTPUT, force)
     check_engine(engine)
     config = ValidationConfig(CountBounds(count_low, count_high, count_window), data_docs=data_docs,
                               engine=engine)

@@ -315,7 +315,7 @@ def write_dataset(
         "label_rate": {k: (float(v[C.LABEL].mean()) if len(v) else None) for k, v in splits.items()},
         **(extra or {}),
     }
-    with io.atomic_dir(out) as tmp:
+    with io.atomic_dir(out, kind=io.DATASET_OUTPUT) as tmp:
         for name, frame in splits.items():
             tbl = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
             # no pandas metadata: pd.read_parquet cannot parse the ArrowDtype names it would record

@@ -21,7 +21,7 @@ import pyarrow.json as pajson
 
 from features import contract as C
 from features.amazon_formats import FORMAT_5CORE, FORMAT_2014, FORMAT_2018, FORMAT_CHOICES, parse_format
-from features.io import atomic_dir, write_table
+from features.io import LANDING_OUTPUT, atomic_dir, write_table
 
 MAPPINGS_DIR = "_mappings"
 RAW_ID = "raw_id"  # mapping files: raw_id (string) -> user_id / item_id (int64)
@@ -354,7 +354,7 @@ def import_amazon(
             DOMAIN_FEATURE: [src_name, tgt_name],
         }
     )
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind=LANDING_OUTPUT) as tmp:
         _write_partitioned(behaviors, dt_b, tmp, C.BEHAVIORS)
         _write_partitioned(impressions, dt_i, tmp, C.IMPRESSIONS)
         write_table(items, tmp / C.ITEMS / "items.parquet")

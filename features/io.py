@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -13,44 +14,37 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from features import contract as C
+from features.landing import parse_timestamps, read_raw, refuse_linked_folders
 
-_TZ_SUFFIX = r"(Z|z|[+-]\d{2}:?\d{2})$"
-
-
-def _parse_csv_timestamps(col: pa.ChunkedArray, source: str, name: str) -> pa.ChunkedArray:
-    """ISO strings to UTC timestamps: values with a zone offset keep it, naive values are UTC."""
-    has_tz = pc.match_substring_regex(col, _TZ_SUFFIX)
-    try:
-        aware = pc.if_else(has_tz, col, pa.scalar(None, pa.string())).cast(C.TIMESTAMP)
-        naive = pc.if_else(has_tz, pa.scalar(None, pa.string()), col).cast(pa.timestamp("us"))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise C.ContractError(f"{source}: column {name} holds values that are not timestamps: {exc}") from exc
-    return pc.coalesce(aware, pc.assume_timezone(naive, "UTC"))
+# the marker file every folder written through `atomic_dir(..., kind=...)` carries: what made it
+MARKER = ".dacdr-output.json"
+# the kinds of output folder the commands write (recorded in MARKER)
+LANDING_OUTPUT, DATASET_OUTPUT, LAKE_OUTPUT = "landing_zone", "dataset", "lake"
 
 
-def _read_file(path: Path, table: str) -> pa.Table:
-    """Read one parquet/csv file as-is; ContractError naming the file when it cannot be read."""
-    try:
-        if path.suffix.lower() == ".csv":
-            schema = C.SCHEMAS[table]
-            # contract columns are read as text: conform() casts them and names the bad column, and
-            # timestamps are parsed below because CSV may mix naive (=UTC) and offset values
-            types = dict.fromkeys(schema.names, pa.string())
-            opts = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
-            tbl = pacsv.read_csv(path, convert_options=opts)
-            for f in schema:
-                if pa.types.is_timestamp(f.type) and f.name in tbl.column_names:
-                    idx = tbl.column_names.index(f.name)
-                    parsed = _parse_csv_timestamps(tbl.column(idx), str(path), f.name)
-                    tbl = tbl.set_column(idx, f.name, parsed)
-            return tbl
-        return pq.read_table(path)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise C.ContractError(f"{path}: unreadable {table} file: {exc}") from exc
+class OutputRefused(ValueError):
+    """An output folder that holds something this command did not make (`--force` replaces it)."""
+
+
+def _read_file(path: Path, table: str, root: Path | str | None = None) -> pa.Table:
+    """Read one parquet/csv file with its timestamps parsed; ContractError naming the file."""
+    tbl = read_raw(path, table, root)
+    if path.suffix.lower() != ".csv":
+        return tbl
+    for f in C.SCHEMAS[table]:
+        if pa.types.is_timestamp(f.type) and f.name in tbl.column_names:
+            idx = tbl.column_names.index(f.name)
+            parsed, bad = parse_timestamps(tbl.column(idx))
+            if bad.any():
+                raise C.ContractError(
+                    f"{path}: column {f.name} holds {int(bad.sum())} value(s) that are not "
+                    "ISO-8601 timestamps"
+                )
+            tbl = tbl.set_column(idx, f.name, parsed)
+    return tbl
 
 
 def conform(tbl: pa.Table, table: str, source: str = "<memory>", keep_extra: bool = False) -> pa.Table:
@@ -97,6 +91,7 @@ def data_partitions(root: Path | str, table: str, dt: str | None = None) -> list
     atomic_dir leaves `.dt=D.<tmp>` and `.dt=D.old.<id>` folders beside the partition when a swap
     is interrupted; they hold a copy of the day, so reading them would double its rows.
     """
+    refuse_linked_folders(Path(root) / table)
     parts = [p for p in C.list_partitions(root, table, dt) if not _hidden(p, root)]
     if table in C.EVENT_TABLES:
         parts = [p for p in parts if p.dt is not None]
@@ -130,7 +125,7 @@ def read_table(root: Path | str, table: str, dt: str | None = None, keep_extra: 
     if not parts:
         where = f"{root}/{table}" + (f"/dt={dt}" if dt else "")
         raise C.ContractError(f"{where}: no parquet or csv files for table {table!r}")
-    tables = [conform(_read_file(p.path, table), table, str(p.path), keep_extra) for p in parts]
+    tables = [conform(_read_file(p.path, table, root), table, str(p.path), keep_extra) for p in parts]
     try:
         return pa.concat_tables(tables, promote_options="permissive")
     except pa.ArrowInvalid as exc:
@@ -160,17 +155,51 @@ def write_table(
     return path
 
 
+def output_kind(path: Path | str) -> str | None:
+    """The kind recorded in a folder's marker file (None: no marker, or not ours)."""
+    try:
+        return str(json.loads((Path(path) / MARKER).read_text())["kind"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_marker(folder: Path | str, kind: str) -> None:
+    """Mark `folder` as an output of kind `kind` made by this project (fixed bytes: reruns are identical)."""
+    (Path(folder) / MARKER).write_text(json.dumps({"kind": kind, "written_by": "dacdr"}) + "\n")
+
+
+def prepare_output(path: Path | str, kind: str, force: bool = False) -> Path:
+    """`path` if writing a `kind` output there destroys nothing this project did not make.
+
+    Allowed: a missing or empty folder, or one whose marker says `kind`. Anything else (a user's
+    folder, another kind of output) raises OutputRefused unless `force`.
+    """
+    path = Path(path)
+    if not path.exists() or force:
+        return path
+    if not path.is_dir():
+        raise OutputRefused(f"{path}: exists and is not a folder")
+    found = output_kind(path)
+    if found == kind or (found is None and not any(path.iterdir())):
+        return path
+    what = f"holds a dacdr {found} output, not a {kind}" if found else "is not empty, not made by dacdr"
+    raise OutputRefused(f"{path}: {what}; choose another folder, or pass --force to replace it")
+
+
 @contextmanager
-def atomic_dir(target: Path | str) -> Iterator[Path]:
+def atomic_dir(target: Path | str, kind: str | None = None) -> Iterator[Path]:
     """Yield a temp folder beside `target`; on success it replaces `target`, on error it is removed.
 
-    Nothing half-written is ever visible at `target`.
+    Nothing half-written is ever visible at `target`. With `kind`, the new folder carries the
+    marker that lets `prepare_output` replace it next time.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield tmp
+        if kind is not None:
+            write_marker(tmp, kind)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -244,7 +273,7 @@ def _read_checked(root: Path, table: str) -> pa.Table:
         raise C.ContractError(f"{root}/{table}: no parquet or csv files for table {table!r}")
     tables = []
     for part in parts:
-        tbl = conform(_read_file(part.path, table), table, str(part.path))
+        tbl = conform(_read_file(part.path, table, root), table, str(part.path))
         _check_file(tbl, table, part)
         tables.append(tbl)
     try:

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features import contract as C
-from features.io import atomic_dir, read_table, write_table
+from features.io import LANDING_OUTPUT, atomic_dir, read_table, write_table
 
 START_DATE = date(2026, 9, 1)  # fixed so output is deterministic per seed
 N_DAYS = 11  # first 10 train, last one test (paper: 11 days)
@@ -648,7 +648,7 @@ def simulate(
     test_users: dict[str, np.ndarray] = {}
     out = Path(out)
     writer = _BackgroundWriter()
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind=LANDING_OUTPUT) as tmp:
         onboard_root = tmp / ONBOARD_DIR / ONBOARD.name
         try:
             for d_idx, day in enumerate(days):

@@ -20,23 +20,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from dacdr.engine import LOCAL, RAY
 from features import contract as C
 from features import suites as S
-from features.io import atomic_dir, conform, data_partitions, stray_files, write_table
+from features.gx_checkpoint import GxRun
+from features.io import (
+    LAKE_OUTPUT,
+    atomic_dir,
+    conform,
+    data_partitions,
+    output_kind,
+    stray_files,
+    write_marker,
+    write_table,
+)
+from features.landing import Batch, LandingFileError, read_landing_file
 
 REASON = "reason"
 REASON_SEP = ";"
 CURATED, QUARANTINE, REPORTS, DATA_DOCS = "curated", "quarantine", "reports", "data_docs"
 DIMENSION_TABLES: tuple[str, ...] = (C.DOMAINS, C.ITEMS)
-_DOCS_SITE = "dacdr"
 _DT_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_INT_TEXT = r"^\s*[+-]?\d{1,18}\s*$"  # int64-safe integers; "1.5" or "abc" are unparsable
-_FLOAT_TEXT = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
 logger = logging.getLogger(__name__)
 
 
@@ -61,6 +66,9 @@ class ValidationConfig:
     data_docs: bool = True  # render GX Data Docs (about a second per run; tests of many faults skip it)
     # where the event tables' row rules run: local, or ray (features.ray_data, the same masks)
     engine: str = LOCAL
+    # read symbolic links in the landing zone: only for a zone this project staged itself
+    # (flows.onboard links the main curated tables); a user's zone never
+    follow_links: bool = False
 
 
 @dataclass
@@ -111,135 +119,23 @@ class ValidationSummary:
 
 
 # ---------------------------------------------------------------------------------------------
-# reading: schema (table-level) and per-value parsing (row-level for CSV)
+# reading (features.landing parses each file; a table-level problem fails the run)
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Batch:
-    """A contract-typed table plus, per column, which rows held an unparsable raw value."""
-
-    table: pa.Table
-    unparsable: dict[str, np.ndarray]
-    warnings: list[str] = field(default_factory=list)
-
-
-def _parse_text(col: pa.ChunkedArray, typ: pa.DataType) -> tuple[pa.ChunkedArray, np.ndarray]:
-    """Parse CSV text to `typ`; unparsable values become null and are flagged (vectorised)."""
-    if pa.types.is_string(typ):
-        return col, np.zeros(len(col), bool)
-    if pa.types.is_timestamp(typ):
-        parsed = pd.to_datetime(col.to_pandas(), utc=True, errors="coerce", format="ISO8601")
-        out = pa.chunked_array([pa.array(parsed, type=typ, from_pandas=True)])
-    else:
-        pattern = _INT_TEXT if pa.types.is_integer(typ) else _FLOAT_TEXT
-        ok = pc.fill_null(pc.match_substring_regex(col, pattern), False)
-        out = pc.cast(pc.utf8_trim_whitespace(pc.if_else(ok, col, pa.scalar(None, pa.string()))), typ)
-    bad = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), bool) & ~np.asarray(
-        out.is_valid().to_numpy(zero_copy_only=False), bool
-    )
-    return out, bad
-
-
-def _check_columns(names: list[str], table: str, source: str) -> None:
-    """Missing columns (and, except for domains' feature columns, extra ones) fail the table."""
-    expected = C.columns(table)
-    missing = [c for c in expected if c not in names]
-    extra = [] if table == C.DOMAINS else [c for c in names if c not in expected]
-    if missing or extra:
-        raise ValidationFailed(
-            table,
-            source,
-            S.COLUMNS_MATCH_CONTRACT,
-            "; ".join(f"{what} column(s) {cols}"
-                      for what, cols in (("missing", missing), ("unexpected", extra)) if cols),
-        )
-
-
-def _read_file(path: Path, table: str) -> _Batch:
-    """Read one landing file into a contract-typed batch; ValidationFailed for table-level problems."""
-    source = str(path)
-    if path.stat().st_size == 0:
-        raise ValidationFailed(table, source, S.FILE_NOT_EMPTY, "the file is empty (0 bytes)")
-    is_csv = path.suffix.lower() == ".csv"
-    try:
-        if is_csv:
-            # every column as text: values are parsed below, so one bad cell quarantines one row
-            text = {name: pa.string() for name in C.columns(table)}
-            opts = pacsv.ConvertOptions(column_types=text, strings_can_be_null=True)
-            raw = pacsv.read_csv(path, convert_options=opts)
-        else:
-            raw = pq.read_table(path)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise ValidationFailed(
-            table, source, S.FILE_READABLE, f"unreadable or truncated file: {exc}"
-        ) from exc
-    _check_columns(raw.column_names, table, source)
-    if raw.num_rows == 0:
-        raise ValidationFailed(table, source, S.FILE_NOT_EMPTY, "the file has no rows")
-    arrays, fields, unparsable, warnings = [], [], {}, []
-    for f in C.SCHEMAS[table]:
-        col = raw.column(f.name)
-        if is_csv:
-            col, bad = _parse_text(col, f.type)
-            if bad.any():
-                unparsable[f.name] = bad
-        else:
-            raw_type = col.type
-            col, bad = _cast_typed(col, f.type, table, source, f.name)
-            if bad is not None:
-                warnings.append(
-                    f"{source}: column {f.name} has type {raw_type}, expected {f.type}; "
-                    f"parsed value by value, {int(bad.sum())} unparsable row(s) quarantined"
-                )
-                if bad.any():
-                    unparsable[f.name] = bad
-        arrays.append(col)
-        fields.append(pa.field(f.name, f.type, nullable=True))
-    if table == C.DOMAINS:  # the extra columns are the domain features: kept, as strings
-        for name in C.domain_feature_columns(raw.column_names):
-            arrays.append(raw.column(name).cast(pa.string()))
-            fields.append(pa.field(name, pa.string()))
-    return _Batch(pa.Table.from_arrays(arrays, schema=pa.schema(fields)), unparsable, warnings)
-
-
-def _cast_typed(
-    col: pa.ChunkedArray, typ: pa.DataType, table: str, source: str, name: str
-) -> tuple[pa.ChunkedArray, np.ndarray | None]:
-    """A parquet column as `typ`: losslessly cast, else parsed value by value like CSV text.
-
-    Returns the column and, when it had to be parsed, which rows were unparsable (so that one
-    bad value quarantines its row, as in CSV, instead of failing the day). A type that has no
-    text form (lists, structs) fails the table.
-    """
-    is_text = pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
-    if not is_text or pa.types.is_string(typ):
-        try:
-            if pa.types.is_timestamp(typ) and pa.types.is_timestamp(col.type) and col.type.tz is None:
-                col = pc.assume_timezone(col, "UTC")  # naive timestamps are UTC by contract
-            return col.cast(typ, safe=True), None  # lossless only (int32 -> int64 is fine, 1.5 is not)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-            pass
-    # text where a number or time belongs, or values a lossless cast refuses: CSV's rules apply
-    try:
-        text = col.cast(pa.string())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-        raise ValidationFailed(
-            table, source, S.COLUMN_TYPES_MATCH_CONTRACT, f"column {name} has type {col.type}, expected {typ}"
-        ) from exc
-    return _parse_text(text, typ)
-
-
-def _read_batch(root: Path, table: str, dt: str | None) -> _Batch:
+def _read_batch(root: Path, table: str, dt: str | None, follow_links: bool = False) -> Batch:
     """Read and concatenate every landing file of a table (one day for event tables)."""
-    parts = data_partitions(root, table, dt)
+    try:
+        parts = data_partitions(root, table, dt)
+        batches = [read_landing_file(p.path, table, root, follow_links) for p in parts]
+    except LandingFileError as exc:
+        raise ValidationFailed(table, exc.source, exc.rule, exc.detail) from None
     stray = stray_files(root, table, dt)
     notes = [f"{root}/{table}: stray file(s) not read: {[str(p) for p in stray]}"] if stray else []
     if not parts:
         where = f"{root}/{table}" + (f"/dt={dt}" if dt else "")
         also = f" (stray file(s) not read: {[p.name for p in stray]})" if stray else ""
         raise ValidationFailed(table, where, S.TABLE_PRESENT, f"no parquet or csv files{also}")
-    batches = [_read_file(p.path, table) for p in parts]
     notes += [w for b in batches for w in b.warnings]
     try:
         tbl = pa.concat_tables([b.table for b in batches], promote_options="permissive")
@@ -252,76 +148,7 @@ def _read_batch(root: Path, table: str, dt: str | None) -> _Batch:
         unparsable[col] = np.concatenate(
             [b.unparsable.get(col, np.zeros(b.table.num_rows, bool)) for b in batches]
         )
-    return _Batch(tbl.combine_chunks(), unparsable, notes)
-
-
-# ---------------------------------------------------------------------------------------------
-# Great Expectations
-# ---------------------------------------------------------------------------------------------
-
-
-class _Gx:
-    """One ephemeral GX context per run, rendering Data Docs into OUT/data_docs."""
-
-    def __init__(self, docs_dir: Path) -> None:
-        """Create the context and point its only Data Docs site at `docs_dir`."""
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
-
-        self._gx = gx
-        self.ctx = gx.get_context(mode="ephemeral")
-        self.ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-        for site in list(self.ctx.list_data_docs_sites()):
-            self.ctx.delete_data_docs_site(site)
-        self.ctx.add_data_docs_site(
-            _DOCS_SITE,
-            {
-                "class_name": "SiteBuilder",
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(docs_dir),
-                },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            },
-        )
-        self.source = self.ctx.data_sources.add_pandas("dacdr")
-        self.docs_dir = docs_dir
-
-    def validate(self, table: str, dt: str, fails: pd.DataFrame, suite: Any) -> dict[str, dict[str, Any]]:
-        """Run `suite` over the failure columns (a ValidationDefinition); per rule: success, observed."""
-        gx = self._gx
-        asset = self.source.add_dataframe_asset(table)
-        batch_def = asset.add_batch_definition_whole_dataframe(f"{table}-dt={dt}")
-        suite = self.ctx.suites.add(suite)
-        vdef = self.ctx.validation_definitions.add(
-            gx.ValidationDefinition(name=table, data=batch_def, suite=suite)
-        )
-        # a ValidationDefinition run stores its result in the context, so Data Docs render it later;
-        # (a Checkpoint around it adds ~0.25 s of bookkeeping per table and nothing we use)
-        from great_expectations.core.run_identifier import RunIdentifier
-
-        run_id = RunIdentifier(run_name=f"dt={dt}", run_time=datetime.now(UTC))
-        result = vdef.run(batch_parameters={"dataframe": fails}, result_format="BASIC", run_id=run_id)
-        out: dict[str, dict[str, Any]] = {}
-        for r in result.results:
-            if r.exception_info and r.exception_info.get("raised_exception"):
-                raise RuntimeError(f"GX could not evaluate {r.expectation_config.type}: {r.exception_info}")
-            meta = r.expectation_config.meta or {}
-            out[meta[S.META_RULE]] = {
-                "success": bool(r.success),
-                "observed_value": r.result.get("observed_value"),
-                "level": meta[S.META_LEVEL],
-            }
-        return out
-
-    def build_docs(self) -> str:
-        """Render the Data Docs of every validation of this run; returns the index page path."""
-        self.ctx.build_data_docs(site_names=[_DOCS_SITE])
-        return self.index()
-
-    def index(self) -> str:
-        """Path of the Data Docs index page."""
-        return str(self.docs_dir / "index.html")
+    return Batch(tbl.combine_chunks(), unparsable, notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,6 +166,22 @@ class _Outcome:
     table_failures: list[tuple[str, str]]  # (rule, detail) of failed table-level expectations
 
 
+def _agree(table: str, rule: S.RowRule, res: dict[str, Any], n_bad: int) -> None:
+    """RuntimeError unless GX's verdict and count agree with the mask's (one rule, two evaluations)."""
+    if rule.gx is None:  # GX checked the computed failure column
+        ok = res["success"] == (n_bad == 0)
+    else:
+        gx_bad = int(res["unexpected_count"] or 0)
+        ok = res["success"] == (gx_bad == 0) and (
+            gx_bad == n_bad if rule.gx.counts == S.EXACT else gx_bad >= n_bad and (gx_bad > 0 or n_bad == 0)
+        )
+    if not ok:
+        raise RuntimeError(
+            f"{table}.{rule.name}: GX success={res['success']} unexpected={res.get('unexpected_count')} "
+            f"but the mask fails {n_bad} row(s)"
+        )
+
+
 def _reasons(masks: dict[str, np.ndarray], failed: list[str], bad_idx: np.ndarray) -> pa.Array:
     """The `reason` of each quarantined row: the names of the rules it fails, joined by ';'."""
     reason = pd.Series([""] * len(bad_idx), dtype=object)
@@ -349,10 +192,10 @@ def _reasons(masks: dict[str, np.ndarray], failed: list[str], bad_idx: np.ndarra
 
 
 def _judge(
-    gxr: _Gx,
+    gxr: GxRun,
     table: str,
     dt: str,
-    batch: _Batch,
+    batch: Batch,
     ctx: S.RuleContext,
     limits: tuple[int, int | None] | None,
     engine: str = LOCAL,
@@ -366,9 +209,15 @@ def _judge(
         masks = ray_data.evaluate_rules(batch.table, table, ctx)
     else:  # the dimension tables are small: always here
         masks = S.evaluate_rules(batch.table, rules, ctx)
-    fails = pd.DataFrame({name: (~m).view(np.uint8) for name, m in masks.items()}, copy=False)
-    results = gxr.validate(table, dt, fails, S.build_suite(table, rules, limits))
+    # GX reads the data's own columns, plus a failure column for each rule it has no expectation for
+    # strings as categoricals: GX's null and set checks then read integer codes, not Python objects
+    frame = batch.table.select(C.columns(table)).to_pandas(strings_to_categorical=True)
+    for rule in rules:
+        if rule.gx is None:
+            frame[rule.name] = (~masks[rule.name]).view(np.uint8)
+    results = gxr.validate(table, dt, frame, S.build_suite(table, rules, limits, ctx))
     levels = {r.name: r.level for r in rules}
+    by_name = {r.name: r for r in rules}
     failed_rows: list[str] = []
     table_failures: list[tuple[str, str]] = []
     failures: dict[str, int] = {}
@@ -379,9 +228,8 @@ def _judge(
                 table_failures.append((name, f"{res['observed_value']} rows, allowed {list(limits or ())}"))
             continue
         n_bad = int((~masks[name]).sum())  # GX decides whether the rule failed; the mask locates rows
-        if res["success"] == (n_bad > 0):  # one definition per rule: GX and the mask cannot disagree
-            raise RuntimeError(f"{table}.{name}: GX success={res['success']} but the mask fails {n_bad} rows")
-        if res["success"]:
+        _agree(table, by_name[name], res, n_bad)
+        if res["success"] or not n_bad:  # (AT_LEAST: GX's rows may all be another rule's to report)
             continue
         failures[name] = n_bad
         if levels[name] == S.TABLE:
@@ -461,7 +309,9 @@ def validate_day(
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (UTC)")
     out.mkdir(parents=True, exist_ok=True)
-    gxr = _Gx(out / DATA_DOCS)
+    if output_kind(out) != LAKE_OUTPUT:
+        write_marker(out, LAKE_OUTPUT)  # what lets `validate --out` write here again
+    gxr = GxRun(out / DATA_DOCS)
     tables: dict[str, TableSummary] = {}
     outcomes: dict[str, _Outcome] = {}
     warnings: list[str] = []
@@ -469,7 +319,7 @@ def validate_day(
     try:
         # dimension tables first: the event tables' rules look items and domains up
         for table in (C.DOMAINS, C.ITEMS, *C.EVENT_TABLES):
-            batch = _read_batch(logs, table, dt if table in C.EVENT_TABLES else None)
+            batch = _read_batch(logs, table, dt if table in C.EVENT_TABLES else None, config.follow_links)
             for warning in batch.warnings:
                 logger.warning("validate dt=%s: %s", dt, warning)
             warnings += batch.warnings

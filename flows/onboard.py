@@ -134,9 +134,10 @@ def validate_onboarding_task(stage: str, dt: str, lake: str) -> dict[str, Any]:
     """Validate one day of the staged zone into the domain's own lake (curated + quarantine)."""
     import json
 
-    from features.validation import validate_day
+    from features.validation import ValidationConfig, validate_day
 
-    validate_day(Path(stage), dt, Path(lake))
+    # the staged zone links the main curated tables (stage_zone_task made the links itself)
+    validate_day(Path(stage), dt, Path(lake), config=ValidationConfig(follow_links=True))
     return json.loads((Path(lake) / "reports" / f"dt={dt}.json").read_text())
 
 

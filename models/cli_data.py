@@ -40,17 +40,21 @@ def build_dataset_cmd(
     engine: str = typer.Option(
         "local", "--engine", help="local (this process) or ray (sequences on Ray Data, $RAY_ADDRESS)."
     ),
+    force: bool = typer.Option(False, "--force", help="Replace --out even if dacdr did not write it."),
 ) -> None:
     """Build the training table (one row per target impression) and write its time-based splits."""
     import json
 
     from features.contract import ContractError
     from features.dataset import MANIFEST, build_dataset
+    from features.io import DATASET_OUTPUT, OutputRefused, prepare_output
 
     existing_dir(logs, "--logs")
     if base_logs is not None:
         existing_dir(base_logs, "--base-logs")
     output_dir(out, "--out")
+    with user_errors(OutputRefused, option="--out"):  # never replace a folder dacdr did not make
+        prepare_output(out, DATASET_OUTPUT, force)
     check_engine(engine)
     with user_errors(ContractError, ValueError):  # data that cannot make a dataset, e.g. too few days
         path = build_dataset(

@@ -256,7 +256,7 @@ def test_build_dataset_writes_splits_and_manifest(zone: Path, tmp_path: Path) ->
     a = build_dataset(zone, tmp_path / "a", max_len=3)
     b = build_dataset(zone, tmp_path / "b", max_len=3)
     names = sorted(p.name for p in a.iterdir())
-    assert names == sorted([*(f"{s}.parquet" for s in SPLITS), "manifest.json"])
+    assert names == sorted([*(f"{s}.parquet" for s in SPLITS), "manifest.json", io.MARKER])
     for n in names:
         assert (a / n).read_bytes() == (b / n).read_bytes(), n
     m = json.loads((a / "manifest.json").read_text())

@@ -302,3 +302,53 @@ def test_stray_files_are_reported(tmp_path: Path) -> None:
     assert "part-1.PARQUET.gz" in warning and "stray.parquet" in warning
     report = json.loads(Path(summary.report).read_text())
     assert report["warnings"] == summary.warnings
+
+
+def test_gx_expectations_read_the_data_columns() -> None:
+    """Rules GX can state are expectations on the data's own columns, not on failure columns."""
+    import great_expectations as gx
+
+    gx.get_context(mode="ephemeral")
+    ctx = S.RuleContext(
+        dt=BB.DT, day_start=BB.DAY_START, day_end=BB.DAY_START + timedelta(days=1), now=BB.NOW,
+        domain_tasks={"tgt_movies": C.TASK_CTR}, domain_roles={"tgt_movies": C.ROLE_TARGET},
+    )
+    suite = S.build_suite(C.IMPRESSIONS, S.row_rules(C.IMPRESSIONS), None, ctx)
+    by_rule = {e.meta[S.META_RULE]: e for e in suite.expectations}
+    assert type(by_rule["not_null:user_id"]).__name__ == "ExpectColumnValuesToNotBeNull"
+    assert by_rule["not_null:user_id"].column == C.USER_ID
+    assert by_rule["domain_known"].value_set == ["tgt_movies"]
+    assert "domain in ['tgt_movies']" in str(by_rule["label_ctr_binary"].row_condition)
+    assert type(by_rule["unique_request_item"]).__name__ == "ExpectCompoundColumnsToBeUnique"
+    computed = {n for n, e in by_rule.items() if type(e).__name__ == "ExpectColumnMaxToBeBetween"}
+    assert computed == {r.name for r in S.row_rules(C.IMPRESSIONS) if r.gx is None}
+    assert len(computed) < len(by_rule) / 2
+
+
+def test_gx_and_mask_disagreeing_stops_the_run(
+    tmp_path: Path, good: dict[str, pa.Table], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mask that misses rows GX finds is a RuntimeError, never a silent pass."""
+    logs = BB.write_good_landing(tmp_path / "logs")
+    next(f for f in ROW_FAULTS if f.name == "unknown_domain").apply(logs, good)
+    real = S.row_rules
+
+    def broken(table: str) -> list[S.RowRule]:
+        """The real rules, with domain_known's mask passing every row."""
+        return [replace(r, check=lambda tbl, ctx: np.ones(tbl.num_rows, bool)) if r.name == "domain_known"
+                else r for r in real(table)]
+
+    monkeypatch.setattr(S, "row_rules", broken)
+    disagree = "domain_known: GX success=False unexpected=1 but the mask fails 0"
+    with pytest.raises(RuntimeError, match=disagree):
+        validate_day(logs, BB.DT, tmp_path / "out", now=BB.NOW, config=FAST)
+
+
+def test_gx_info_lines_stay_off_the_terminal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """With the root logger at INFO (as under Prefect), GX adds no INFO line (e.g. temp folders)."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    validate_day(BB.write_good_landing(tmp_path / "logs"), BB.DT, tmp_path / "out", now=BB.NOW)
+    noise = [r.getMessage() for r in caplog.records if r.name.startswith("great_expectations")]
+    assert noise == []
