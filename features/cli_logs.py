@@ -62,6 +62,15 @@ def import_amazon_cmd(
     typer.echo(json.dumps({**asdict(summary), "out": str(summary.out)}, indent=1))
 
 
+def _refuse_foreign(out: Path, force: bool) -> None:
+    """--out must be new, empty or a landing zone dacdr wrote (else one error line; --force replaces it)."""
+    from features.io import LANDING_OUTPUT, OutputRefused, prepare_output
+
+    output_dir(out, "--out")
+    with user_errors(OutputRefused, option="--out"):
+        prepare_output(out, LANDING_OUTPUT, force)
+
+
 def _titles_categories(titles: list[Path], n: int, seed: int):
     """Title pseudo-categories of every titles file (None without files)."""
     if not titles:
@@ -104,6 +113,7 @@ def _protocol(negatives: int, eval_negatives: int, eval_last: int, val_negatives
 
 NEGATIVES_HELP = "Implicit data: sampled negatives per training interaction (uniform over the target items)."
 EVAL_NEG_HELP = "Implicit data: sampled negatives of a user's last interaction (the test request)."
+FORCE_HELP = "Replace --out even if dacdr did not write it."
 NEG_FROM_HELP = ("Implicit data: draw negatives from the items that exist at the request's time (available) "
                  "or from every item of the domain (all).")
 VAL_NEG_HELP = "Implicit data: sampled negatives of the --eval-last - 1 interactions before it (validation)."
@@ -133,6 +143,7 @@ def import_interactions_cmd(
     seed: int = typer.Option(0, help="Seed of the negative sampling, user sample and title clustering."),
     sample_users: int = typer.Option(0, min=0, help="Keep a seeded sample of N users (0: all)."),
     negatives_from: str = typer.Option("available", help=NEG_FROM_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Import interaction files (ratings or implicit, timed or not); protocol: docs/log-contract.md."""
     from features.interactions import (
@@ -145,7 +156,7 @@ def import_interactions_cmd(
     delimiter = {"tab": "\t", "comma": ","}.get(sep, sep)
     if len(delimiter) != 1:
         raise UserError(f"--sep {sep!r}: expected tab, comma or one character")
-    output_dir(out, "--out")
+    _refuse_foreign(out, force)
     with user_errors(InteractionImportError):
         cols = parse_columns(columns)
         tables = []
@@ -176,6 +187,7 @@ def import_c2dsr_cmd(
     seed: int = typer.Option(0, help="Seed of the negative sampling, user sample and title clustering."),
     sample_users: int = typer.Option(0, min=0, help="Keep a seeded sample of N users (0: all)."),
     negatives_from: str = typer.Option("available", help=NEG_FROM_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Import a C2DSR mixed-domain sequence folder (Amazon Food-Kitchen, Movie-Book): implicit, timed."""
     from features.c2dsr import read_c2dsr
@@ -186,7 +198,7 @@ def import_c2dsr_cmd(
     if len(names) != 2 or source_domain not in names:
         raise UserError(f"--domains {domains!r} / --source-domain {source_domain!r}: give X_NAME,Y_NAME and "
                         "one of them as the source")
-    output_dir(out, "--out")
+    _refuse_foreign(out, force)
     with user_errors(InteractionImportError):
         tbl = read_c2dsr(data, names[0], names[1])
     target = names[1] if source_domain == names[0] else names[0]

@@ -32,7 +32,7 @@ import pyarrow.csv as pacsv
 
 from features import contract as C
 from features.importers import MAPPINGS_DIR, RAW_ID, _dense_ids, _write_partitioned, day_strings
-from features.io import atomic_dir, write_table
+from features.io import LANDING_OUTPUT, atomic_dir, write_table
 
 USER, ITEM, DOMAIN, RATING, TS, POS = "user", "item", "domain", "rating", "ts", "pos"
 ROLES: tuple[str, ...] = (USER, ITEM, RATING, "timestamp", DOMAIN)
@@ -323,7 +323,7 @@ def import_interactions(
     task = C.TASK_RATING if explicit else C.TASK_CTR
     domains = pa.table({C.DOMAIN: [source_domain, target_domain], C.ROLE: [C.ROLE_SOURCE, C.ROLE_TARGET],
                         C.TASK: [task, task], "category": [source_domain, target_domain]})
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind=LANDING_OUTPUT) as tmp:
         _write_partitioned(behaviors, day_strings(when[src] // 1_000_000), tmp, C.BEHAVIORS)
         _write_partitioned(impressions, day_strings(req_when[req_of_row] // 1_000_000), tmp, C.IMPRESSIONS)
         write_table(items_tbl, tmp / C.ITEMS / "items.parquet")

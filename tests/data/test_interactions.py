@@ -181,6 +181,11 @@ def test_cli_imports_and_errors_in_one_line(tmp_path: Path) -> None:
     assert check_contract(tmp_path / "z")[C.IMPRESSIONS] == 2
     res = CliRunner().invoke(app, [*args, "--target-domain", "films", "--out", str(tmp_path / "z2")])
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1 and "films" in res.output
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "keep").write_text("x")
+    res = CliRunner().invoke(app, [*args[:-2], "--out", str(foreign), "--target-domain", "music"])
+    assert res.exit_code == 2 and (foreign / "keep").read_text() == "x"  # never replaced without --force
     res = CliRunner().invoke(app, ["import", "c2dsr", "--data", str(tmp_path), "--domains", "a,b",
                                    "--source-domain", "a", "--out", str(tmp_path / "z3")])
     assert res.exit_code == 2 and "items_x.txt" in res.output
