@@ -55,7 +55,8 @@ def ranking(runs: list[Path]) -> str:
     lines = ["| model | AUC | GAUC | NDCG@10 | HR@10 |", "|---|---|---|---|---|"]
     for m in _order(list(dict.fromkeys(df["model"]))):
         own = df[df["model"] == m]
-        lines.append(f"| {m} | " + " | ".join(_cell(own[c]) for c in ("auc", "gauc", "ndcg10", "hr10")) + " |")
+        cells = [_cell(own[c]) for c in ("auc", "gauc", "ndcg10", "hr10")]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
