@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dacdr.engine import init_ray
+from dacdr.engine import check_capacity, init_ray
 
 RAY_TRAIN_DIR = "ray_train"  # Ray Train's run bookkeeping, inside the run dir
 
@@ -68,10 +68,11 @@ def train_on_ray(args: TrainArgs, workers: int) -> Path:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    init_ray()
+    init_ray(min_cpus=workers)  # a local Ray gets a CPU per worker, even above the thread budget
+    gpu = use_gpu(args.device)
+    check_capacity(workers, gpu)  # a cluster too small for the workers: one line now, not a silent wait
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    gpu = use_gpu(args.device)
     config = asdict(TrainArgs(**{**asdict(args), "data": str(Path(args.data).resolve()), "out": str(out)}))
     trainer = TorchTrainer(
         train_worker,
