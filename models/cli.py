@@ -117,6 +117,7 @@ def evaluate_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
     """Evaluate a run per domain and overall (all / cold / warm users); writes RUN/eval_<split>.json."""
+    from models.checkpoint import CheckpointError
     from models.evaluate import eval_path, evaluate, format_table
     from models.train import SPLITS
 
@@ -125,7 +126,8 @@ def evaluate_cmd(
     if split not in SPLITS:
         raise UserError(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
     _device(device)
-    result = evaluate(run, data, split=split, device=device)
+    with user_errors(CheckpointError, option="--run"):  # 0 bytes, truncated, or refused by weights_only
+        result = evaluate(run, data, split=split, device=device)
     typer.echo(format_table(result))
     typer.echo(f"wrote {eval_path(run, split)}")
 
@@ -149,6 +151,7 @@ def finetune_cmd(
     ),
 ) -> None:
     """Fine-tune e_d, target item embeddings and attention W^Q/W^K/W^V on a new domain (rest frozen)."""
+    from models.checkpoint import CheckpointError
     from models.finetune import finetune
     from models.spec import manifest_domains, read_manifest
     from models.train import echo_progress, summarize_run
@@ -165,8 +168,9 @@ def finetune_cmd(
     if lr <= 0:
         raise UserError(f"--lr {lr}: must be > 0")
     echo_progress()
-    run = finetune(base, domain, data, out, epochs=epochs, seed=seed, device=device, batch_size=batch_size,
-                   lr=lr, patience=patience, progress=progress)
+    with user_errors(CheckpointError, option="--base"):
+        run = finetune(base, domain, data, out, epochs=epochs, seed=seed, device=device,
+                       batch_size=batch_size, lr=lr, patience=patience, progress=progress)
     typer.echo(summarize_run(run, epochs, patience).render())
 
 
