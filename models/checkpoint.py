@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
 import re
 import uuid
 import warnings
@@ -97,6 +98,9 @@ def load_file(path: Path, map_location: str | torch.device = "cpu") -> Any:
         ) from None
 
 
+_PICKLE_OPCODES = {op.code for op in pickletools.opcodes}
+
+
 def _refused(message: str) -> str | None:
     """Why torch's weights_only=True unpickler refused a file, in one line; None if it did not refuse."""
     if "Weights only load failed" not in message and "Unsupported global" not in message:
@@ -106,9 +110,11 @@ def _refused(message: str) -> str | None:
         name = found.group(1)
         return f"it asks to load {name}, which weights_only=True does not allow (a pickle could run it)"
     found = re.search(r"Unsupported operand (\d+)", message)
-    if found:
-        return f"pickle opcode {found.group(1)}, which weights_only=True does not allow (not a torch file)"
-    return "weights_only=True does not load what it holds"
+    if found is None:
+        return "weights_only=True does not load what it holds"
+    if chr(int(found.group(1))) not in _PICKLE_OPCODES:
+        return None  # not pickle at all: garbage bytes, i.e. damaged
+    return f"pickle opcode {found.group(1)}, which weights_only=True does not allow (not a torch file)"
 
 
 def checkpoint_dict(model: nn.Module, model_name: str, spec: FeatureSpec, meta: dict) -> dict:
