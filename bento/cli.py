@@ -74,6 +74,16 @@ def serve_cmd(
     raise typer.Exit(subprocess.call(cmd, env=env))
 
 
+def _model_tag(tag: str, option: str = "--model") -> str:
+    """`tag` if BentoML can read it as a model tag (name[:version]), else a UserError naming `option`."""
+    from bentoml import Tag
+    from bentoml.exceptions import BentoMLException
+
+    with user_errors(ValueError, BentoMLException, option=f"{option} {tag!r}"):
+        Tag.from_taglike(tag)
+    return tag
+
+
 @app.command("rollout")
 def rollout_cmd(
     domain: str = typer.Option(..., help="Domain of the candidate model."),
@@ -92,6 +102,7 @@ def rollout_cmd(
     from bento.rollout import RolloutError, holdout_auc, rollout
 
     domain_name(domain)
+    _model_tag(model)
     if (dataset is None) == (auc is None):
         raise typer.BadParameter("give exactly one of --dataset or --auc")
     if dataset is not None:

@@ -1,10 +1,12 @@
 """User errors: one `error: <message>` line on stderr and exit status 2, never a traceback.
 
 Stage and CLI code raise UserError for mistakes in what the user typed (a missing folder, an
-unknown model, a bad device); it is a (typer's) click exception, so every `dacdr` command (and any typer
-app run standalone, e.g. `python -m models.cli` under torchrun) prints it as one line and exits 2.
-Everything else keeps its traceback. The path checks below are what the commands run at their
-boundary, so each message names the option it is about.
+unknown model, a bad device); it is a typer.BadParameter (typer's public usage error, exit 2), so
+every `dacdr` command (and any typer app run standalone, e.g. `python -m models.cli` under
+torchrun) prints it as one line and exits 2. Everything else keeps its traceback. The path checks
+below are what the commands run at their boundary, so each message names the option it is about.
+Only typer's public API is used: typer carries its own copy of click, and click's own exception
+classes are not the ones typer's commands catch.
 """
 
 from __future__ import annotations
@@ -16,17 +18,10 @@ from typing import IO, Any
 
 import typer
 
-try:  # typer >= 0.2x carries its own copy of click; its commands catch that copy's exceptions
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
-except ImportError:  # older typer runs on click itself
-    from click.exceptions import ClickException, UsageError
-
-    NoArgsIsHelpError = ()  # type: ignore[assignment,misc]  # click < 8.2 shows the help itself
-
 USAGE_EXIT = 2
 
 
-class UserError(ClickException):
+class UserError(typer.BadParameter):
     """A mistake in the command line or its inputs: printed as one `error:` line, exit status 2."""
 
     exit_code = USAGE_EXIT
@@ -35,9 +30,24 @@ class UserError(ClickException):
         """Keep the message on one line (multi-line causes are joined with spaces)."""
         super().__init__(" ".join(str(message).split()))
 
+    def format_message(self) -> str:
+        """The message itself (no `Invalid value:` prefix: it already names the option)."""
+        return self.message
+
     def show(self, file: IO[Any] | None = None) -> None:
         """Print `error: <message>` as a single line on stderr."""
         typer.echo(f"error: {self.format_message()}", file=file, err=file is None)
+
+
+def _usage_error(exc: typer.TyperException) -> bool:
+    """Whether `exc` is one of typer's usage errors (bad option, missing value, unknown command)."""
+    return getattr(exc, "exit_code", None) == USAGE_EXIT and hasattr(exc, "ctx")
+
+
+def _help_request(exc: typer.TyperException) -> bool:
+    """Whether `exc` is the usage error typer raises to show a group's help (`dacdr features` alone)."""
+    ctx = getattr(exc, "ctx", None)
+    return ctx is not None and exc.format_message() == ctx.get_help()
 
 
 @contextmanager
@@ -51,13 +61,16 @@ def user_errors(*types: type[BaseException], option: str | None = None) -> Itera
 
 @contextmanager
 def one_line_usage_errors() -> Iterator[None]:
-    """Click's usage errors (missing option, bad value, unknown command) as one UserError line."""
+    """typer's usage errors (missing option, bad value, unknown command) as one UserError line."""
     try:
         yield
-    except UsageError as exc:
-        if isinstance(exc, NoArgsIsHelpError):
+    except UserError:
+        raise
+    except typer.TyperException as exc:
+        if not _usage_error(exc) or _help_request(exc):
             raise  # `dacdr features` alone shows the group's help, as asked
-        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         raise UserError(f"{exc.format_message()}{hint}") from exc
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -32,6 +34,35 @@ def _parse_end(end: str | None, option: str = "--end") -> datetime | None:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """The store's own errors and a broken feature_store.yaml as one UserError line.
+
+    The messages never quote the file: after Feast's ${VAR} substitution it may hold a secret.
+    """
+    import yaml
+    from feast.repo_config import FeastConfigError
+
+    from features.store import FeatureStoreError
+
+    try:
+        yield
+    except (FeatureStoreError, FileNotFoundError) as exc:  # not built, or its data folder is gone
+        raise UserError(str(exc)) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise UserError(f"feature_store.yaml is not valid YAML: {problem}{where}; rebuild it with "
+                        "`dacdr features build`") from None
+    except FeastConfigError as exc:
+        cause = exc.args[0] if exc.args else None
+        errors = cause.errors() if hasattr(cause, "errors") else []
+        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
+        raise UserError(f"feature_store.yaml is not a valid Feast config ({fields or 'unreadable'}); "
+                        "rebuild it with `dacdr features build`") from None
+
+
 def _built_workdir(workdir: Path) -> Path:
     """`workdir` if `dacdr features build` has rendered its Feast repo, else a UserError saying so."""
     from features.store import YAML_NAME, repo_dir
@@ -50,7 +81,9 @@ def build_cmd(
     max_len: int = typer.Option(50, "--max-len", min=1, help="Sequence length per behaviour type."),
     online: str = typer.Option("sqlite", "--online", help="Online store: sqlite (default) or redis."),
     redis_url: str | None = typer.Option(
-        None, "--redis-url", help="Redis server for --online redis, e.g. redis://127.0.0.1:6379/0."
+        None, "--redis-url",
+        help="Redis server for --online redis, e.g. redis://127.0.0.1:6379/0 (no password: set "
+             "$REDIS_PASSWORD; feature_store.yaml then holds ${REDIS_PASSWORD}, never the password).",
     ),
     engine: str = typer.Option(
         "local", "--engine", help="local (this process) or ray (snapshots on Ray Data, $RAY_ADDRESS)."
@@ -73,9 +106,9 @@ def build_cmd(
 @features_app.command("apply")
 def apply_cmd(workdir: Path = typer.Option(DEFAULT_WORKDIR, "--workdir", help=WORKDIR_HELP)) -> None:
     """Register entities, sources, views and the dacdr_v1 feature service (like `feast apply`)."""
-    from features.store import FeatureStoreError, apply
+    from features.store import apply
 
-    with user_errors(FeatureStoreError):
+    with _store_errors():
         names = apply(_built_workdir(workdir))
     typer.echo(f"applied {len(names)} objects: {', '.join(names)}")
 
@@ -97,14 +130,13 @@ def materialize_cmd(
     import warnings
 
     from features.materialize import materialize
-    from features.store import FeatureStoreError
 
     workdir, until = _built_workdir(workdir), _parse_end(end)
     check_engine(engine)
     if engine == RAY:
         from features.store_ray import materialize_on_ray as materialize
     import feast  # noqa: F401  # its import turns DeprecationWarnings on ("once") for the whole process
-    with warnings.catch_warnings(), user_errors(FeatureStoreError):
+    with warnings.catch_warnings(), _store_errors():
         # feast reads the offline store through ibis, whose duckdb backend calls APIs duckdb has
         # deprecated (fetch_arrow_table); nothing a user can act on, so only those two libraries'
         # DeprecationWarnings are silenced, only while materializing, and after feast's import
@@ -129,7 +161,6 @@ def push_cmd(
     """Append a day's source behaviours to the online sequences now (Feast push; replays change nothing)."""
     from features import contract as C
     from features.push import push
-    from features.store import FeatureStoreError
 
     existing_dir(logs, "--logs")
     try:
@@ -139,7 +170,7 @@ def push_cmd(
     if not valid_day:
         raise UserError(f"--dt {dt!r}: expected YYYY-MM-DD")
     workdir, before = _built_workdir(workdir), _parse_end(until, "--until")
-    with user_errors(FeatureStoreError, C.ContractError):
+    with _store_errors(), user_errors(C.ContractError):
         result = push(logs, dt, workdir, before)
     typer.echo(
         f"{result.events} events of {result.users} users; pushed {result.changed} changed users "
@@ -155,8 +186,8 @@ def serve_cmd(
     workers: int = typer.Option(1, "--workers", help="Server worker processes."),
 ) -> None:
     """Start Feast's HTTP feature server (`feast serve`): POST /get-online-features."""
-    from features.store import FeatureStoreError, open_store
+    from features.store import open_store
 
-    with user_errors(FeatureStoreError):
+    with _store_errors():
         store = open_store(_built_workdir(workdir))
     store.serve(host=host, port=port, workers=workers)

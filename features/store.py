@@ -19,6 +19,8 @@ from inside <workdir>/feature_repo (SQLAlchemy resolves that path against the cu
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +46,7 @@ REGISTRY_FILE = "registry.db"
 SQLITE_ONLINE_FILE = "online_store.db"
 PROJECT = "dacdr"
 ONLINE_SQLITE, ONLINE_REDIS = "sqlite", "redis"
+PASSWORD_ENV = "REDIS_PASSWORD"  # the Redis password: read from the environment, never written
 # dimension rows (items, domains) are valid from the start of time; materialization starts here too
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # rows per parquet row group of the snapshot files (measured: 3x faster latest-row reads than one group)
@@ -89,6 +92,8 @@ class OnlineConfig:
             raise ValueError(f"online store must be {ONLINE_SQLITE!r} or {ONLINE_REDIS!r}, got {self.kind!r}")
         if self.kind == ONLINE_REDIS and not self.redis_url:
             raise ValueError("the redis online store needs a redis url, e.g. redis://127.0.0.1:6379/0")
+        if self.kind == ONLINE_REDIS:
+            feast_connection_string(self.redis_url)  # a bad url or password: refused before any work
 
 
 @dataclass(frozen=True)
@@ -114,21 +119,67 @@ def data_dir(workdir: Path | str) -> Path:
     return repo_dir(workdir) / DATA_DIRNAME
 
 
-def feast_connection_string(redis_url: str) -> str:
-    """Feast's redis connection string (host:port[,db=N]) from a redis:// url or that string itself."""
+def redacted(redis_url: str) -> str:
+    """`redis_url` with any password replaced by `***` (for messages: a secret is never echoed)."""
     if "://" not in redis_url:
-        return redis_url
+        return re.sub(r"(?i)(password=)[^,]*", r"\1***", redis_url)
     parsed = urlparse(redis_url)
-    if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
-        raise ValueError(f"not a redis url: {redis_url!r} (expected redis://host:port[/db])")
-    parts = [f"{parsed.hostname}:{parsed.port or 6379}"]
-    db = parsed.path.strip("/")
-    if db:
-        parts.append(f"db={int(db)}")
-    if parsed.password:
-        parts.append(f"password={parsed.password}")
-    if parsed.scheme == "rediss":
-        parts.append("ssl=true")
+    if parsed.password is None:
+        return redis_url
+    user = f"{parsed.username}:" if parsed.username else ":"
+    return parsed._replace(netloc=f"{user}***@{parsed.netloc.rsplit('@', 1)[1]}").geturl()
+
+
+def redis_password() -> str | None:
+    """$REDIS_PASSWORD when set and non-empty; ValueError (never echoing it) if Feast cannot carry it.
+
+    Feast substitutes `${REDIS_PASSWORD}` into feature_store.yaml's text, then splits the connection
+    string on commas and JSON-decodes each value: a comma or newline would cut the password, and a
+    JSON literal (`true`, `null`, `1e3`) would reach Redis changed.
+    """
+    password = os.environ.get(PASSWORD_ENV) or None
+    if password is None:
+        return None
+    if any(c in password for c in ",\r\n"):
+        raise ValueError(f"${PASSWORD_ENV} holds a comma or a line break, which Feast's Redis "
+                         "connection string cannot carry; choose another password")
+    try:
+        decoded = json.loads(password)
+    except ValueError:
+        return password
+    if str(decoded) != password:
+        raise ValueError(f"${PASSWORD_ENV} reads as the JSON value {type(decoded).__name__}, which Feast's "
+                         "connection string would pass on changed; choose another password")
+    return password
+
+
+def feast_connection_string(redis_url: str) -> str:
+    """Feast's redis connection string (host:port[,db=N]) from a redis:// url or that string itself.
+
+    The password is never part of it: with $REDIS_PASSWORD set, it holds `password=${REDIS_PASSWORD}`,
+    which Feast replaces with the environment's value when it reads feature_store.yaml. A password
+    inside the url is refused (it would be written to the file).
+    """
+    if "://" not in redis_url:
+        if re.search(r"(?i)(^|,)password=", redis_url):
+            raise ValueError(f"redis connection string {redacted(redis_url)!r} holds a password; "
+                             f"pass it in ${PASSWORD_ENV} instead (the file keeps only a reference)")
+        parts = [redis_url]
+    else:
+        parsed = urlparse(redis_url)
+        if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
+            raise ValueError(f"not a redis url: {redacted(redis_url)!r} (expected redis://host:port[/db])")
+        if parsed.password:
+            raise ValueError(f"redis url {redacted(redis_url)!r} holds a password; pass it in "
+                             f"${PASSWORD_ENV} instead (the file keeps only a reference)")
+        parts = [f"{parsed.hostname}:{parsed.port or 6379}"]
+        db = parsed.path.strip("/")
+        if db:
+            parts.append(f"db={int(db)}")
+        if parsed.scheme == "rediss":
+            parts.append("ssl=true")
+    if redis_password() is not None:
+        parts.append(f"password=${{{PASSWORD_ENV}}}")
     return ",".join(parts)
 
 
@@ -138,13 +189,29 @@ def _online_block(online: OnlineConfig) -> str:
         from features.feature_repo.pipelined_redis import STORE_TYPE as REDIS_TYPE
 
         assert online.redis_url is not None
-        # Feast's redis store with pipelined writes of serialized batches (pipelined_redis.py)
+        # Feast's redis store with pipelined writes of serialized batches (pipelined_redis.py). A block
+        # scalar: Feast substitutes ${REDIS_PASSWORD} before parsing the YAML, and no quote, `#` or
+        # `: ` in the substituted password can end a block scalar's line
         url = feast_connection_string(online.redis_url)
-        return f'  type: {REDIS_TYPE}\n  connection_string: "{url}"'
+        return f"  type: {REDIS_TYPE}\n  connection_string: |-\n    {url}"
     from features.feature_repo.batched_sqlite import STORE_TYPE
 
     # Feast's SQLite store with batched writes (same tables and reads; see batched_sqlite.py)
     return f"  type: {STORE_TYPE}\n  path: {DATA_DIRNAME}/{SQLITE_ONLINE_FILE}"
+
+
+def write_store_yaml(repo: Path, online: OnlineConfig | None = None) -> Path:
+    """Write <repo>/feature_store.yaml (owner-only, 0600); secrets appear in it as ${VAR} references."""
+    text = _TEMPLATE.read_text().format(
+        project=PROJECT,
+        # relative to the repo folder, so a copied or moved workdir uses its own registry;
+        # open_store makes it absolute (SQLAlchemy would resolve it against the process cwd)
+        registry_path=f"{DATA_DIRNAME}/{REGISTRY_FILE}",
+        online_store=_online_block(online or OnlineConfig()),
+    )
+    Path(repo).mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(Path(repo) / YAML_NAME, text, mode=0o600)
+    return Path(repo) / YAML_NAME
 
 
 def render_repo(workdir: Path | str, online: OnlineConfig | None = None) -> Path:
@@ -157,14 +224,7 @@ def render_repo(workdir: Path | str, online: OnlineConfig | None = None) -> Path
     repo = repo_dir(workdir)
     data = data_dir(workdir)
     data.mkdir(parents=True, exist_ok=True)
-    yaml = _TEMPLATE.read_text().format(
-        project=PROJECT,
-        # relative to the repo folder, so a copied or moved workdir uses its own registry;
-        # open_store makes it absolute (SQLAlchemy would resolve it against the process cwd)
-        registry_path=f"{DATA_DIRNAME}/{REGISTRY_FILE}",
-        online_store=_online_block(online or OnlineConfig()),
-    )
-    _atomic_write_text(repo / YAML_NAME, yaml)
+    write_store_yaml(repo, online)
     defs = make_definitions(data)
     # module-level names so that `feast apply` (which scans module attributes) finds every object
     lines = [f"entity_{e.name} = _defs.entities[{i}]" for i, e in enumerate(defs.entities)]
@@ -175,10 +235,13 @@ def render_repo(workdir: Path | str, online: OnlineConfig | None = None) -> Path
     return repo
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def _atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
     """Write a text file via a temp file and rename, so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)  # created with `mode`: never wider
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
     tmp.replace(path)
 
 

@@ -141,11 +141,12 @@ def task_runner(kind: str) -> Any:
     if kind not in RUNNERS:
         raise ValueError(f"runner {kind!r}: expected one of {', '.join(RUNNERS)}")
     if kind == RAY_RUNNER:
-        from prefect_ray import RayTaskRunner
-
-        from dacdr.engine import check_engine, init_ray
+        from dacdr.engine import check_engine, init_ray, local_only
 
         check_engine("ray", option="runner")
+        local_only()  # before prefect_ray imports ray: a local instance binds 127.0.0.1 only
+        from prefect_ray import RayTaskRunner
+
         init_ray()
         return RayTaskRunner()
     from prefect.task_runners import ThreadPoolTaskRunner

@@ -13,6 +13,7 @@ from flows.common import THREAD_RUNNER, Layout, task_runner
 from flows.featurize import features
 from flows.ingest import ingest
 from flows.package import package, rollout
+from flows.run_logs import configure_run_logs
 from flows.train import DEFAULT_EPOCHS, train
 
 
@@ -48,6 +49,7 @@ def daily(
     `engine` (local|ray) is where validation and the snapshots compute (dacdr.engine); `runner`
     (thread|ray) is where the validation and featurization tasks run (flows.common.task_runner).
     """
+    configure_run_logs()  # stage and epoch lines to this run's logs (UI)
     check_engine(engine, option="engine")
     layout = Layout.of(workdir)
     day = dt or default_day()

@@ -10,6 +10,7 @@ from prefect import flow, task
 from dacdr.engine import LOCAL, RAY
 from features import contract as C
 from flows.common import Layout, retry_transient
+from flows.run_logs import configure_run_logs
 
 
 @task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_transient)
@@ -48,6 +49,7 @@ def features(workdir: str, end: str | None = None, max_len: int = 50, engine: st
     and ray.engine (features.store_ray). The tasks are submitted one after the other,
     so they run on the flow's task runner (a RayTaskRunner puts them on Ray).
     """
+    configure_run_logs()  # stage and epoch lines to this run's logs (UI)
     layout = Layout.of(workdir)
     build_task.submit(str(layout.curated), str(layout.feast), max_len, engine).result()
     register_domains_task.submit(str(layout.root)).result()

@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from dacdr.engine import LOCAL
 from flows.common import Layout, retry_transient
+from flows.run_logs import configure_run_logs
 
 
 def _artifact_key(prefix: str, dt: str) -> str:
@@ -55,6 +56,7 @@ def ingest(logs: str, dt: str, workdir: str, engine: str = LOCAL) -> dict[str, A
     Re-running a day replaces that day's outputs. `engine` ray runs the row rules on Ray Data; the
     task itself runs on the flow's task runner (submitted, so a RayTaskRunner puts it on Ray).
     """
+    configure_run_logs()  # stage and epoch lines to this run's logs (UI)
     layout = Layout.of(workdir)
     try:
         report = validate_task.submit(str(Path(logs).resolve()), dt, str(layout.lake), engine).result()

@@ -20,6 +20,7 @@ from features import contract as C
 from flows.common import Layout, retry_transient, use_bentoml_home
 from flows.featurize import apply_task, materialize_task, register_domains_task
 from flows.package import package_task, rollout_task
+from flows.run_logs import configure_run_logs
 from flows.train import DEFAULT_EPOCHS, evaluate_task
 
 
@@ -185,6 +186,7 @@ def onboard_domain(
     exactly the main zone's domain features. Returns the holdout metrics and the rollout decision.
     `threads`: CPU threads of this process (default: $DACDR_THREADS, else half the cores).
     """
+    configure_run_logs()  # stage and epoch lines to this run's logs (UI)
     configure_threads(threads)
 
     layout = Layout.of(workdir)

@@ -10,6 +10,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.common import Layout, retry_transient, use_bentoml_home
+from flows.run_logs import configure_run_logs
 
 
 def _sha256(path: Path) -> str:
@@ -93,6 +94,7 @@ def rollout_task(workdir: str, domain: str, model_tag: str, dataset: str) -> dic
 @flow(name="package")
 def package(workdir: str, domains: list[str]) -> list[dict[str, str]]:
     """Save every domain's fine-tuned model to the BentoML store and build its Bento `dacdr-<domain>`."""
+    configure_run_logs()  # stage and epoch lines to this run's logs (UI)
     layout = Layout.of(workdir)
     use_bentoml_home(layout)
     tags = [package_task(workdir, d, str(layout.domain_run(d)), str(layout.dataset)) for d in domains]
@@ -103,6 +105,7 @@ def package(workdir: str, domains: list[str]) -> list[dict[str, str]]:
 @flow(name="rollout")
 def rollout(workdir: str, tags: list[dict[str, str]]) -> list[dict[str, Any]]:
     """Roll out each packaged model on the shared holdout (previous production model kept for rollback)."""
+    configure_run_logs()  # stage and epoch lines to this run's logs (UI)
     layout = Layout.of(workdir)
     use_bentoml_home(layout)
     decisions = [rollout_task(workdir, t["domain"], t["model"], str(layout.dataset)) for t in tags]

@@ -7,6 +7,7 @@ API with its SQLite database under <workdir>/prefect, so the UI can show the run
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from flows.featurize import features
 from flows.ingest import ingest
 from flows.onboard import onboard_domain
 from flows.package import package, rollout
+from flows.run_logs import STAGE_LOGGER, configure_run_logs
 from flows.train import train
 
 
@@ -57,11 +59,17 @@ class StageClock:
     def stage(self, name: str) -> Iterator[None]:
         """Time one stage; prints `[t] name ...` then `[t] name done in Xs`."""
         t0 = time.perf_counter()
-        print(f"[{t0 - self.started:7.1f}s] {name} ...", flush=True)
+        self._say(f"[{t0 - self.started:7.1f}s] {name} ...")
         yield
         dt = time.perf_counter() - t0
         self.seconds[name] = self.seconds.get(name, 0.0) + dt
-        print(f"[{time.perf_counter() - self.started:7.1f}s] {name} done in {dt:.1f}s", flush=True)
+        self._say(f"[{time.perf_counter() - self.started:7.1f}s] {name} done in {dt:.1f}s")
+
+    @staticmethod
+    def _say(line: str) -> None:
+        """Print a stage line and log it to the Prefect run (its logs in the UI)."""
+        print(line, flush=True)
+        logging.getLogger(STAGE_LOGGER).info(line)
 
 
 @task
@@ -198,6 +206,7 @@ def pipeline(
 
     Training follows the preset's TrainBudget; `epochs` overrides its epoch count.
     """
+    configure_run_logs()  # stage and epoch lines to this run's logs (UI)
     if preset not in PRESET_BUDGETS:
         raise ValueError(f"preset must be one of {sorted(PRESET_BUDGETS)}, got {preset!r}")
     budget = PRESET_BUDGETS[preset]

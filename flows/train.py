@@ -19,6 +19,7 @@ from prefect.artifacts import create_table_artifact
 
 from dacdr.threads import configure as configure_threads
 from flows.common import GPU_DEPLOYMENT_ENV, Layout, retry_transient
+from flows.run_logs import configure_run_logs
 
 GPU_STEP_FLOW = "train-step"
 # models.run.train's / models.finetune.finetune's defaults, spelled here so importing flows stays light
@@ -94,6 +95,7 @@ def train_step(
     `threads`: CPU threads of this worker process (default: $DACDR_THREADS, else half the cores).
     Writes runs/base, runs/<domain> and runs/metrics.json under the workdir.
     """
+    configure_run_logs()  # stage and epoch lines to this run's logs (UI)
     configure_threads(threads)
     layout = Layout.of(workdir)
     manifest = json.loads((layout.dataset / "manifest.json").read_text())
@@ -130,6 +132,7 @@ def train(
 
     `gpu_deployment` ("train-step/<name>") or env DACDR_GPU_DEPLOYMENT selects the remote step.
     """
+    configure_run_logs()  # stage and epoch lines to this run's logs (UI)
     configure_threads(threads)
     layout = Layout.of(workdir)
     training_table_task(workdir)

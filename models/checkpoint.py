@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
+import re
 import uuid
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -79,12 +82,13 @@ def load_file(path: Path, map_location: str | torch.device = "cpu") -> Any:
     if size == 0:
         raise CheckpointError(f"{path}: damaged checkpoint (0 bytes, an interrupted write); {advice}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle's protocol warning: the error below says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc):  # readable, but it holds objects we refuse to unpickle
-            raise CheckpointError(
-                f"{path}: holds objects that weights_only=True refuses to load; not a dacdr checkpoint"
-            ) from None
+        refused = _refused(str(exc))
+        if refused is not None:  # torch's weights-only unpickler stopped it: never unpickled, never run
+            raise CheckpointError(f"{path}: refused: {refused}; not a dacdr checkpoint") from None
         raise CheckpointError(f"{path}: damaged checkpoint ({size} bytes, unreadable); {advice}") from None
     except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError) as exc:
         # torch reports truncation as a zip reader RuntimeError ("failed finding central directory")
@@ -92,6 +96,25 @@ def load_file(path: Path, map_location: str | torch.device = "cpu") -> Any:
         raise CheckpointError(
             f"{path}: damaged checkpoint ({size} bytes, truncated or not a torch file: {first}); {advice}"
         ) from None
+
+
+_PICKLE_OPCODES = {op.code for op in pickletools.opcodes}
+
+
+def _refused(message: str) -> str | None:
+    """Why torch's weights_only=True unpickler refused a file, in one line; None if it did not refuse."""
+    if "Weights only load failed" not in message and "Unsupported global" not in message:
+        return None
+    found = re.search(r"(?i)unsupported global:?\s+(?:GLOBAL\s+)?([\w.]+)", message)
+    if found:
+        name = found.group(1)
+        return f"it asks to load {name}, which weights_only=True does not allow (a pickle could run it)"
+    found = re.search(r"Unsupported operand (\d+)", message)
+    if found is None:
+        return "weights_only=True does not load what it holds"
+    if chr(int(found.group(1))) not in _PICKLE_OPCODES:
+        return None  # not pickle at all: garbage bytes, i.e. damaged
+    return f"pickle opcode {found.group(1)}, which weights_only=True does not allow (not a torch file)"
 
 
 def checkpoint_dict(model: nn.Module, model_name: str, spec: FeatureSpec, meta: dict) -> dict:

@@ -39,21 +39,36 @@ def _is_rank0() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+CONFIG_HELP = ("YAML or TOML file of hyper-parameters: sections train (TrainConfig) and model (the model's "
+               "config); flags override it; saved resolved as RUN/config.json.")
+
+
 @app.command("train")
 def train_cmd(
     data: Path = typer.Option(..., "--data", help="Dataset dir (splits + manifest.json)."),
     out: Path = typer.Option(..., "--out", help="Run dir to write checkpoint.pt, last.pt, metrics.jsonl."),
-    model: str = typer.Option("dacdr", "--model", help="Zoo model name (models.zoo.MODELS)."),
-    device: str = typer.Option("auto", "--device", help="auto (cuda when present), cpu or cuda."),
-    epochs: int = typer.Option(10, "--epochs", min=1, help="Maximum epochs (early stopping on validation)."),
-    batch_size: int = typer.Option(
-        1024, "--batch-size", min=1, help="Rows per step (per process under torchrun)."
+    config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    model: str | None = typer.Option(
+        None, "--model", help="Zoo model name (models.zoo.MODELS; default dacdr)."
     ),
-    lr: float = typer.Option(2e-3, "--lr", help="Learning rate (SparseAdam and AdamW)."),
-    patience: int = typer.Option(
-        1, "--patience", min=1, help="Epochs without validation gain before stopping."
+    device: str | None = typer.Option(
+        None, "--device", help="auto (the default: cuda when present), cpu or cuda."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of init, shuffling and everything else."),
+    epochs: int | None = typer.Option(
+        None, "--epochs", min=1, help="Maximum epochs (early stopping on validation; default 10)."
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Rows per step (per process under torchrun; default 1024)."
+    ),
+    lr: float | None = typer.Option(
+        None, "--lr", help="Learning rate (SparseAdam and AdamW; default 0.002)."
+    ),
+    patience: int | None = typer.Option(
+        None, "--patience", min=1, help="Epochs without validation gain before stopping (default 1)."
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Seed of init, shuffling and everything else (default 0)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue a stopped run from RUN_DIR/last.pt."),
     embed_dim: int | None = typer.Option(None, "--embed-dim", help="Embedding size k (default 32)."),
     attn_dim: int | None = typer.Option(None, "--attn-dim", help="Attention size (default 32)."),
@@ -71,14 +86,26 @@ def train_cmd(
 ) -> None:
     """Train a model on a dataset dir (one line per epoch, then a summary); works under torchrun (DDP)."""
     from dacdr.engine import RAY, check_engine, check_workers
+    from models.cli_config import hyper_fields, read_config, resolve, save_config, train_fields
     from models.run import train
-    from models.train import echo_progress, epoch_lines, summarize_run
+    from models.train import TrainConfig, echo_progress, epoch_lines, summarize_run
     from models.zoo import get_entry
 
     _dataset(data)
     output_dir(out, "--out")
+    sections = read_config(config) if config is not None else {"train": {}, "model": {}}
+    allowed = train_fields(TrainConfig)
+    if "model" in sections["train"] and model is None:
+        model = sections["train"]["model"]
+    model = model or TrainConfig.model
     with user_errors(ValueError, option="--model"):
-        get_entry(model)
+        entry = get_entry(str(model))
+    flags = {"model": model, "device": device, "seed": seed, "epochs": epochs, "batch_size": batch_size,
+             "lr": lr, "patience": patience, "max_batches_per_epoch": max_batches,
+             "embed_dim": embed_dim, "attn_dim": attn_dim, "dropout": dropout}
+    hp, overrides = resolve(sections, flags, allowed, vars(TrainConfig()), hyper_fields(entry.config_cls),
+                            entry.fixed)
+    device = hp["device"]
     check_engine(engine)
     if engine == RAY:
         check_workers(workers)
@@ -86,27 +113,33 @@ def train_cmd(
             raise UserError(f"--device {device!r}: with --engine ray, expected auto, cpu or cuda")
     else:
         _device(device)
-    if lr <= 0:
-        raise UserError(f"--lr {lr}: must be > 0")
+    args = {k: hp[k] for k in ("model", "device", "seed", "epochs", "batch_size", "lr", "patience",
+                               "weight_decay", "eval_batch_size")}
     if engine == RAY:
         from models.ray_train import TrainArgs, train_on_ray
 
-        args = TrainArgs(str(data), str(out), model=model, device=device, seed=seed, epochs=epochs,
-                         batch_size=batch_size, lr=lr, patience=patience, resume=resume, embed_dim=embed_dim,
-                         attn_dim=attn_dim, dropout=dropout, max_batches_per_epoch=max_batches)
         typer.echo(f"training on {workers} Ray Train worker(s)")
-        run = train_on_ray(args, workers)
-        for line in epoch_lines(run, model, epochs):  # the workers' own lines stay in their Ray logs
+        run = train_on_ray(TrainArgs(str(data), str(out), **args, resume=resume, model_overrides=overrides,
+                                     max_batches_per_epoch=hp["max_batches_per_epoch"]), workers)
+        save_config(run, hp, _model_config(run, entry.config_cls))
+        for line in epoch_lines(run, hp["model"], hp["epochs"]):  # the workers' lines stay in their Ray logs
             typer.echo(line)
-        typer.echo(summarize_run(run, epochs, patience).render())
+        typer.echo(summarize_run(run, hp["epochs"], hp["patience"]).render())
         return
     if _is_rank0():
         echo_progress()
-    run = train(data, out, model=model, device=device, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
-                patience=patience, resume=resume, embed_dim=embed_dim, attn_dim=attn_dim, dropout=dropout,
-                max_batches_per_epoch=max_batches, progress=progress)
+    run = train(data, out, **args, resume=resume, model_overrides=overrides,
+                max_batches_per_epoch=hp["max_batches_per_epoch"], progress=progress)
     if _is_rank0():
-        typer.echo(summarize_run(run, epochs, patience).render())
+        save_config(run, hp, _model_config(run, entry.config_cls))
+        typer.echo(summarize_run(run, hp["epochs"], hp["patience"]).render())
+
+
+def _model_config(run: Path, config_cls: type) -> dict:
+    """The model config a finished run saved (its hyper-parameter fields), for RUN/config.json."""
+    from models.cli_config import model_config_of
+
+    return model_config_of(run, config_cls)
 
 
 @app.command("evaluate")
@@ -117,6 +150,7 @@ def evaluate_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
     """Evaluate a run per domain and overall (all / cold / warm users); writes RUN/eval_<split>.json."""
+    from models.checkpoint import CheckpointError
     from models.evaluate import eval_path, evaluate, format_table
     from models.train import SPLITS
 
@@ -125,9 +159,15 @@ def evaluate_cmd(
     if split not in SPLITS:
         raise UserError(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
     _device(device)
-    result = evaluate(run, data, split=split, device=device)
+    with user_errors(CheckpointError, option="--run"):  # 0 bytes, truncated, or refused by weights_only
+        result = evaluate(run, data, split=split, device=device)
     typer.echo(format_table(result))
     typer.echo(f"wrote {eval_path(run, split)}")
+
+
+# what fine-tuning takes from --config (the base run fixes the model) and its own defaults
+FINETUNE_FIELDS = ("device", "seed", "epochs", "batch_size", "lr", "patience", "max_batches_per_epoch")
+FINETUNE_DEFAULTS = {"batch_size": 256, "patience": 2}
 
 
 @app.command("finetune")
@@ -136,22 +176,30 @@ def finetune_cmd(
     domain: str = typer.Option(..., "--domain", help="The new target domain to fine-tune on."),
     data: Path = typer.Option(..., "--data", help="Dataset dir of the new domain."),
     out: Path = typer.Option(..., "--out", help="Run dir of the fine-tuned model."),
-    epochs: int = typer.Option(10, "--epochs", min=1, help="Maximum epochs (early stopping on validation)."),
-    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Rows per step."),
-    patience: int = typer.Option(
-        2, "--patience", min=1, help="Epochs without validation gain before stopping."
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML or TOML file with a train section (epochs, batch_size, lr, patience, "
+                               "seed, device); flags override it; saved resolved as RUN/config.json."
     ),
-    lr: float = typer.Option(2e-3, "--lr", help="Learning rate."),
-    seed: int = typer.Option(0, "--seed", help="Seed."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    epochs: int | None = typer.Option(
+        None, "--epochs", min=1, help="Maximum epochs (early stopping on validation; default 10)."
+    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Rows per step (default 256)."),
+    patience: int | None = typer.Option(
+        None, "--patience", min=1, help="Epochs without validation gain before stopping (default 2)."
+    ),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate (default 0.002)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed (default 0)."),
+    device: str | None = typer.Option(None, "--device", help="auto (the default), cpu or cuda."),
     progress: bool = typer.Option(
         True, "--progress/--no-progress", help="Show the tqdm bar within each epoch (epoch lines always)."
     ),
 ) -> None:
     """Fine-tune e_d, target item embeddings and attention W^Q/W^K/W^V on a new domain (rest frozen)."""
+    from models.checkpoint import CheckpointError
+    from models.cli_config import read_config, resolve, save_config, train_fields
     from models.finetune import finetune
     from models.spec import manifest_domains, read_manifest
-    from models.train import echo_progress, summarize_run
+    from models.train import TrainConfig, echo_progress, summarize_run
 
     _run(base, "--base")
     domain_name(domain)
@@ -161,13 +209,17 @@ def finetune_cmd(
     if domain not in known:
         raise UserError(f"--domain {domain!r}: not in {data}/manifest.json (has {', '.join(sorted(known))})")
     output_dir(out, "--out")
-    _device(device)
-    if lr <= 0:
-        raise UserError(f"--lr {lr}: must be > 0")
+    sections = read_config(config) if config is not None else {"train": {}, "model": {}}
+    flags = {"device": device, "seed": seed, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+             "patience": patience}
+    hp, _ = resolve(sections, flags, train_fields(TrainConfig, FINETUNE_FIELDS),
+                    {**vars(TrainConfig()), **FINETUNE_DEFAULTS}, None)
+    _device(hp["device"])
     echo_progress()
-    run = finetune(base, domain, data, out, epochs=epochs, seed=seed, device=device, batch_size=batch_size,
-                   lr=lr, patience=patience, progress=progress)
-    typer.echo(summarize_run(run, epochs, patience).render())
+    with user_errors(CheckpointError, option="--base"):
+        run = finetune(base, domain, data, out, **hp, progress=progress)
+    save_config(run, hp, {})
+    typer.echo(summarize_run(run, hp["epochs"], hp["patience"]).render())
 
 
 if __name__ == "__main__":  # `torchrun --nproc_per_node=N -m models.cli train ...`

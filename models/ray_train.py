@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dacdr.engine import init_ray
+from dacdr.engine import check_capacity, init_ray
 
 RAY_TRAIN_DIR = "ray_train"  # Ray Train's run bookkeeping, inside the run dir
 
@@ -39,6 +39,9 @@ class TrainArgs:
     dropout: float | None = None
     max_batches_per_epoch: int | None = None
     progress: bool = False  # workers' tqdm bars would interleave in the driver's log
+    weight_decay: float = 1e-5
+    eval_batch_size: int = 8192
+    model_overrides: dict | None = None  # `--config`'s model section
 
 
 def use_gpu(device: str) -> bool:
@@ -60,7 +63,9 @@ def train_worker(config: dict) -> None:
     train(Path(args.data), Path(args.out), model=args.model, device=args.device, seed=args.seed,
           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
           resume=args.resume, embed_dim=args.embed_dim, attn_dim=args.attn_dim, dropout=args.dropout,
-          max_batches_per_epoch=args.max_batches_per_epoch, progress=args.progress)
+          max_batches_per_epoch=args.max_batches_per_epoch, progress=args.progress,
+          weight_decay=args.weight_decay, eval_batch_size=args.eval_batch_size,
+          model_overrides=args.model_overrides)
 
 
 def train_on_ray(args: TrainArgs, workers: int) -> Path:
@@ -68,10 +73,11 @@ def train_on_ray(args: TrainArgs, workers: int) -> Path:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    init_ray()
+    init_ray(min_cpus=workers)  # a local Ray gets a CPU per worker, even above the thread budget
+    gpu = use_gpu(args.device)
+    check_capacity(workers, gpu)  # a cluster too small for the workers: one line now, not a silent wait
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    gpu = use_gpu(args.device)
     config = asdict(TrainArgs(**{**asdict(args), "data": str(Path(args.data).resolve()), "out": str(out)}))
     trainer = TorchTrainer(
         train_worker,

@@ -10,6 +10,7 @@ import os
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -39,11 +40,18 @@ def train(
     sparse_embeddings: bool | None = None,
     max_batches_per_epoch: int | None = None,
     progress: bool = True,
+    weight_decay: float = TrainConfig.weight_decay,
+    eval_batch_size: int = TrainConfig.eval_batch_size,
+    model_overrides: dict[str, Any] | None = None,
 ) -> Path:
-    """Train `model` (a zoo name) on dataset dir `data`; returns the run dir `out` (see module doc)."""
+    """Train `model` (a zoo name) on dataset dir `data`; returns the run dir `out` (see module doc).
+
+    `model_overrides`: further fields of the model's config (`dacdr train --config`'s model section).
+    """
     data, out = Path(data), Path(out)
     cfg = TrainConfig(model=model, device=device, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
-                      patience=patience, max_batches_per_epoch=max_batches_per_epoch, progress=progress)
+                      patience=patience, max_batches_per_epoch=max_batches_per_epoch, progress=progress,
+                      weight_decay=weight_decay, eval_batch_size=eval_batch_size)
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise ValueError(f"epochs ({epochs}) and batch_size ({batch_size}) must be >= 1 and lr ({lr}) > 0")
     dev = resolve_device(device)
@@ -63,6 +71,7 @@ def train(
         spec = FeatureSpec.fit(train_tbl, manifest)
         overrides = {k: v for k, v in {"embed_dim": embed_dim, "attn_dim": attn_dim, "dropout": dropout,
                                        "sparse_embeddings": sparse_embeddings}.items() if v is not None}
+        overrides = {**(model_overrides or {}), **overrides}
         if dev.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             overrides["sparse_embeddings"] = False  # nccl cannot all-reduce sparse gradients
         net = entry.build(entry.make_config(spec, overrides))

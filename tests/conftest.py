@@ -66,8 +66,10 @@ def ray_session() -> Iterator[str]:
     Session-scoped: starting Ray costs seconds, and a local instance must not size itself to the
     machine. Shut down when the session ends.
     """
+    from dacdr.engine import init_ray, local_only, shutdown_ray
+
+    local_only()  # before ray is imported: the instance binds 127.0.0.1 only
     pytest.importorskip("ray")
-    from dacdr.engine import init_ray, shutdown_ray
 
     # a short temp dir: Ray's unix sockets live under it, and under pytest's deep tmp paths they
     # would exceed the 107-byte socket path limit

@@ -17,19 +17,14 @@ PLAIN_VALUES = {"domain": "books", "dt": "2026-01-01", "model": "dacdr-books:v1"
 
 
 def _is_path(param: TyperOption | TyperArgument) -> bool:
-    """Whether a parameter is declared as a Path (typer >= 0.2x describes it; older typer: click.Path)."""
-    desc = getattr(param, "type_descriptor", None)
-    if desc is not None:
-        import typing
-        from pathlib import PurePath
+    """Whether a parameter is declared as a Path (a repeatable path option, list[Path], too)."""
+    import typing
+    from pathlib import PurePath
 
-        # a repeatable path option (list[Path]) is a path parameter too
-        args = typing.get_args(desc.annotation)
-        return bool(desc.is_path) or (bool(args) and all(isinstance(a, type) and issubclass(a, PurePath)
-                                                         for a in args))
-    import click
-
-    return isinstance(getattr(param, "type", None), click.Path)
+    desc = param.type_descriptor
+    args = typing.get_args(desc.annotation)
+    return bool(desc.is_path) or (bool(args) and all(isinstance(a, type) and issubclass(a, PurePath)
+                                                     for a in args))
 
 
 def _leaves() -> list[tuple[tuple[str, ...], object]]:
