@@ -13,7 +13,6 @@ import pyarrow as pa
 from features import contract as C
 from models.experiments.common import (
     CTR_MODELS,
-    JOINT,
     PER_DOMAIN,
     RESULT_COLUMNS_CTR,
     TRAIN_ROWS,
@@ -129,12 +128,13 @@ def multidomain(
 def score_model(
     name: str, data: Tensors, test_t: dict, targets: list[str], dom_idx: dict[str, int],
     cfg: ExperimentConfig, seed: int, out: Path, chosen: dict, log: list[dict], dev,
+    train_rows: dict[str, str] = TRAIN_ROWS,
 ) -> np.ndarray:
     """Train `name` (one model for all targets, or one per domain) and score every test row with its
     domain's model; `chosen` / `log` collect the grid picks. Returns (rows,) float32 scores."""
     from models.predict import predict_tensors
 
-    per_domain = TRAIN_ROWS[name] == PER_DOMAIN
+    per_domain = train_rows[name] == PER_DOMAIN
     units = [(d, [d]) for d in targets] if per_domain else [("all", targets)]
     t_dom = test_t["domain"].numpy()
     scores = np.full(len(t_dom), np.nan, np.float32)
@@ -144,8 +144,7 @@ def score_model(
             train_t = {k: v[data.target["domain"] == dom_idx[unit]] for k, v in data.target.items()}
             val_t = {k: v[data.val["domain"] == dom_idx[unit]] for k, v in data.val.items()}
         else:
-            train_t = data.joint if TRAIN_ROWS[name] == JOINT else data.target
-            val_t = data.val
+            train_t, val_t = data.rows(train_rows[name]), data.val
         run = out / "runs" / name / unit / f"seed{seed}"
         model, pt = tune_and_train(name, data, train_t, val_t, cfg, seed, run, True, chosen.get(key), log)
         chosen.setdefault(key, pt)

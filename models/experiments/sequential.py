@@ -3,6 +3,8 @@
 Protocol (the one sequential cross-domain papers use): each user's last target request (1 positive + the
 importer's sampled negatives, 99 by default) is the test request, the one before it validation, the earlier
 ones (1 positive + 4 negatives each) training. Source histories are cut at each request's own event time.
+Models that learn from source examples get each user's source clicks (+ sampled negatives) from before that
+user's test request; DACDR's carry the user's own earlier source history (RANKING_TRAIN_ROWS).
 Metrics on test: AUC over all rows, GAUC (per user), NDCG@10 and HR@10 of the positive among its request.
 """
 
@@ -19,6 +21,8 @@ import pyarrow as pa
 from features import contract as C
 from models.experiments.common import (
     CTR_MODELS,
+    JOINT_HISTORY,
+    RANKING_TRAIN_ROWS,
     ExperimentConfig,
     Progress,
     Tensors,
@@ -101,6 +105,7 @@ def leave_last_out(
     tr, va, te = (arrow.filter(pa.array(which == s)) for s in ("train", "validation", "test"))
     src = _before_own_test(source_rows(logs, tr), te)
     joint = pa.concat_tables([tr, src])
+    want_history = any(RANKING_TRAIN_ROWS[n] == JOINT_HISTORY for n in names)
     doms = read_domains(logs).to_pandas()
     manifest = {
         "max_len": DEFAULT_MAX_LEN,
@@ -111,6 +116,9 @@ def leave_last_out(
     spec = FeatureSpec.fit(joint, manifest)
     source_domain = source_domain_of(logs)[0]
     data = Tensors(spec, spec.tensorize(tr), spec.tensorize(joint), spec.tensorize(va), source_domain)
+    if want_history:  # source examples with the user's own earlier source history (as of their time)
+        hist = _before_own_test(source_rows(logs, tr, sequences=True), te)
+        data.joint_history = spec.tensorize(pa.concat_tables([tr, hist]))
     signals = zone_signals(spec, data.target, data.joint, source_domain)
     test_t = spec.tensorize(te)
     targets = doms.loc[doms[C.ROLE] == C.ROLE_TARGET, C.DOMAIN].tolist()
@@ -135,7 +143,8 @@ def leave_last_out(
     progress = Progress(seeds * len(names))
     for seed in range(seeds):
         for name in names:
-            scores = score_model(name, data, test_t, targets, dom_idx, cfg, seed, out, chosen, log, dev)
+            scores = score_model(name, data, test_t, targets, dom_idx, cfg, seed, out, chosen, log, dev,
+                                 RANKING_TRAIN_ROWS)
             np.save(pred_dir / f"{name}_seed{seed}.npy", scores)
             for d in targets:
                 m = t_dom == dom_idx[d]
