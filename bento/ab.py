@@ -156,7 +156,7 @@ def _per_user(joined: pa.Table) -> dict[str, dict[str, np.ndarray]]:
         "requests": np.bincount(cell, weights=is_first, minlength=len(cells)),
         "gmv": np.bincount(cell, weights=value, minlength=len(cells)),
     }
-    return {a: {k: v[cells[:, 0] == i] for k, v in sums.items()} for i, a in enumerate(arms)}
+    return {str(a): {k: v[cells[:, 0] == i] for k, v in sums.items()} for i, a in enumerate(arms)}
 
 
 _PARTS = {"ctr": ("clicks", "impressions"), "clicks_per_request": ("clicks", "requests"),
