@@ -161,3 +161,41 @@ def test_ips_needs_exploration(world) -> None:
                                pa.array(np.zeros(joined.num_rows)))
     with pytest.raises(ValueError, match="exploration"):
         off_policy_ctr(logged, np.zeros(joined.num_rows))
+
+
+def test_ab_cli_reports_and_decides(world, registry_home: Path, tmp_path: Path) -> None:
+    """`dacdr ab status|report --decide|stop` on served/click logs written in the service's layout."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from bento.registry import locked_registry, start_experiment
+    from dacdr.cli import app
+    from features import contract as C
+    from features.io import write_table
+    from features.served import CLICKS, SERVED
+
+    with locked_registry(DOMAIN) as data:
+        data["stack"].append("dacdr-fashion_feed:old")
+    exp = start_experiment(DOMAIN, "dacdr-fashion_feed:new", horizon_requests=1500, experiment_id="exp-c")
+    arms = [SimArm("control", "dacdr-fashion_feed:old", 0.5, random_scorer(5)),
+            SimArm("candidate", "dacdr-fashion_feed:new", 0.5, true_scorer(world, DOMAIN))]
+    service = SimService(arms, salt=exp["salt"], experiment_id="exp-c", seed=101)
+    responder = Responder(world, 101)
+    logs = tmp_path / "online"
+    for d in range(4):
+        day = date(2026, 9, 12) + timedelta(days=d)
+        served, clicks, _ = serve_and_click(responder, service, day_requests(world, 101, DOMAIN, day, 11 + d,
+                                                                             1000, 10))
+        write_table(served, C.partition_dir(logs, SERVED, day.isoformat()) / "part-0.parquet")
+        write_table(clicks, C.partition_dir(logs, CLICKS, day.isoformat()) / "part-0.parquet")
+    runner = CliRunner()
+    status = runner.invoke(app, ["ab", "status", "--domain", DOMAIN])
+    assert status.exit_code == 0 and json.loads(status.stdout)["experiment"]["id"] == "exp-c"
+    res = runner.invoke(app, ["ab", "report", "--domain", DOMAIN, "--logs", str(logs), "--decide", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["decisions"] == {"candidate": PROMOTE}
+    assert out["decision"]["production"] == "dacdr-fashion_feed:new"
+    stop = runner.invoke(app, ["ab", "stop", "--domain", DOMAIN])
+    assert stop.exit_code == 2 and stop.stderr.startswith("error: ") and "runs no experiment" in stop.stderr
