@@ -14,11 +14,15 @@ from tests.serving.conftest import Served, last_json, serving_env
 DOMAIN = "deals_page"
 WRITER = r"""
 import sys, time
+from pathlib import Path
 from bentoml._internal.configuration.containers import BentoMLContainer
 from bento import registry as R
 
 home, name, n, locked = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 BentoMLContainer.bentoml_home.set(home)
+Path(home, f"ready-{name}").touch()  # start together: wait until both writers are ready
+while len(list(Path(home).glob("ready-*"))) < 2:
+    time.sleep(0.01)
 for i in range(n):
     tag = f"dacdr-deals_page:{name}{i}"
     if locked:
@@ -37,6 +41,7 @@ for i in range(n):
 
 def _race(home: Path, locked: bool, n: int = 60) -> dict:
     """Two writer processes at once; the registry they leave."""
+    home.mkdir(parents=True)
     procs = [
         subprocess.Popen([sys.executable, "-c", WRITER, str(home), name, str(n), "1" if locked else "0"])
         for name in ("a", "b")
