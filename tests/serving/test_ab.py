@@ -177,7 +177,8 @@ def test_ab_cli_reports_and_decides(world, registry_home: Path, tmp_path: Path) 
 
     with locked_registry(DOMAIN) as data:
         data["stack"].append("dacdr-fashion_feed:old")
-    exp = start_experiment(DOMAIN, "dacdr-fashion_feed:new", horizon_requests=1500, experiment_id="exp-c")
+    exp = start_experiment(DOMAIN, "dacdr-fashion_feed:new", horizon_requests=1500, experiment_id="exp-c",
+                           salt="salt101")  # the planted test's split: a fixed salt, a fixed outcome
     arms = [SimArm("control", "dacdr-fashion_feed:old", 0.5, random_scorer(5)),
             SimArm("candidate", "dacdr-fashion_feed:new", 0.5, true_scorer(world, DOMAIN))]
     service = SimService(arms, salt=exp["salt"], experiment_id="exp-c", seed=101)
