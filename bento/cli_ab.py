@@ -2,6 +2,7 @@
 
 dacdr ab start --domain D --candidate TAG [--share S | --shadow] [--exploration E] [--horizon-requests N]
 dacdr ab stop|status --domain D
+dacdr ab explore --domain D --epsilon E               production logs propensities (off-policy estimates)
 dacdr ab report --domain D --logs DIR [--decide]     per-arm table, lifts, decision (+ the online gate)
 dacdr simulate-online --out ZONE --service D=URL ... --days N --seed S [--served-log DIR]
 """
@@ -46,6 +47,20 @@ def start_cmd(
         tag, _ = checkpoint_of(candidate, domain)
         exp = start_experiment(domain, tag, share=0.0 if shadow else share, mode=SHADOW if shadow else LIVE,
                                exploration=exploration, horizon_requests=horizon)
+    typer.echo(json.dumps(exp, indent=1))
+
+
+@ab.command("explore")
+def explore_cmd(
+    domain: str = typer.Option(..., help="Domain whose production answers get exploration."),
+    epsilon: float = typer.Option(0.05, min=0.0, max=0.99, help="Share of requests answered in random order"),
+) -> None:
+    """Log production with exploration (propensities for off-policy estimates), with or without a test."""
+    from bento.registry import RolloutError, set_exploration
+
+    domain_name(domain)
+    with user_errors(RolloutError):
+        exp = set_exploration(domain, epsilon)
     typer.echo(json.dumps(exp, indent=1))
 
 

@@ -200,3 +200,25 @@ def test_ab_cli_reports_and_decides(world, registry_home: Path, tmp_path: Path) 
     assert out["decision"]["production"] == "dacdr-fashion_feed:new"
     stop = runner.invoke(app, ["ab", "stop", "--domain", DOMAIN])
     assert stop.exit_code == 2 and stop.stderr.startswith("error: ") and "runs no experiment" in stop.stderr
+
+
+def test_ab_explore_sets_exploration_without_a_test(registry_home: Path) -> None:
+    """`dacdr ab explore`: a one-arm experiment with the exploration share; refused before any model."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from bento.registry import experiment_of, locked_registry
+    from dacdr.cli import app
+
+    runner = CliRunner()
+    refused = runner.invoke(app, ["ab", "explore", "--domain", DOMAIN, "--epsilon", "0.1"])
+    assert refused.exit_code == 2 and "no production model" in refused.stderr
+    with locked_registry(DOMAIN) as data:
+        data["stack"].append("dacdr-fashion_feed:v1")
+    res = runner.invoke(app, ["ab", "explore", "--domain", DOMAIN, "--epsilon", "0.1"])
+    assert res.exit_code == 0, res.output
+    exp = experiment_of(DOMAIN)
+    assert exp == json.loads(res.stdout) and exp["exploration"] == 0.1
+    arms = [(a["name"], a["share"], a["model_tag"]) for a in exp["arms"]]
+    assert arms == [("control", 1.0, "dacdr-fashion_feed:v1")]
