@@ -30,6 +30,7 @@ def _dir_bytes(root: Path) -> int:
 def run_one(preset: str, seed: int, out: Path) -> dict:
     """Simulate one preset in this process; its figures as a dict."""
     from features.simulator import simulate
+    from models.oracle import oracle_auc
 
     load = os.getloadavg()[0]
     r0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -52,7 +53,7 @@ def run_one(preset: str, seed: int, out: Path) -> dict:
         "disk_mb": round(_dir_bytes(out) / 2**20, 1),
         "ctr": {k: round(v.ctr, 4) for k, v in summary.domains.items()},
         "overlap": {k: round(v.overlap, 3) for k, v in summary.domains.items()},
-        "oracle_auc": {k: round(v.oracle_auc, 3) for k, v in summary.domains.items()},
+        "oracle_auc": {k: round(v, 3) for k, v in oracle_auc(out, list(summary.domains)).items()},
         "cold_test_users": {k: v.cold_test_users for k, v in summary.domains.items()},
     }
 

@@ -6,6 +6,7 @@ import typer
 from typer.core import TyperGroup
 
 from bento import cli as bento_cli
+from bento import cli_ab as bento_ab_cli
 from dacdr.errors import one_line_usage_errors
 from features import cli_logs, cli_store, cli_validate
 from flows import cli as flows_cli
@@ -67,6 +68,7 @@ for sub in (
     models_cli.app,
     models_experiments_cli.app,
     bento_cli.app,
+    bento_ab_cli.app,
     flows_cli.app,
 ):
     app.add_typer(sub)

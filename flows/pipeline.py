@@ -84,7 +84,7 @@ def simulate_task(preset: str, seed: int, logs: str) -> dict[str, Any]:
 @task
 def oracle_task(logs: str, domains: list[str]) -> dict[str, float]:
     """The simulator's oracle AUC (true click probabilities) on each domain's test day."""
-    from features.simulator import oracle_auc
+    from models.oracle import oracle_auc
 
     return oracle_auc(Path(logs), domains)
 

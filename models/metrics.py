@@ -1,4 +1,4 @@
-"""Vectorised numpy metrics: AUC (ties averaged), GAUC, logloss, MAE, RMSE."""
+"""Vectorised numpy metrics: AUC (ties averaged), expected AUC, GAUC, logloss, MAE, RMSE."""
 
 from __future__ import annotations
 
@@ -32,6 +32,19 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     ranks = _tie_average_ranks([s[order]])
     r_pos = ranks[y[order]].sum()
     return float((r_pos - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def expected_auc(p: np.ndarray, scores: np.ndarray | None = None) -> float:
+    """AUC of `scores` (default: p itself) against labels ~ Bernoulli(p), without sampling noise."""
+    p = np.asarray(p, dtype=np.float64)
+    s = p if scores is None else np.asarray(scores)
+    uniq, inv = np.unique(s, return_inverse=True)
+    pos = np.bincount(inv, weights=p, minlength=len(uniq))  # expected positives per score value
+    neg = np.bincount(inv, weights=1 - p, minlength=len(uniq))
+    neg_below = np.cumsum(neg) - neg
+    wins = (pos * neg_below).sum() + 0.5 * (pos * neg).sum() - 0.5 * (p * (1 - p)).sum()  # no self-pairs
+    total = pos.sum() * neg.sum() - (p * (1 - p)).sum()
+    return float(wins / total)
 
 
 def gauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:

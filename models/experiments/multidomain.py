@@ -158,7 +158,8 @@ def score_model(
 def _oracle(logs: Path, targets: list[str]) -> dict[str, float]:
     """The simulator's oracle AUC per target domain ({} when the zone has no _truth)."""
     from features import simulator
+    from models.oracle import oracle_auc
 
     if not (logs / simulator.TRUTH_DIR / simulator.MANIFEST).is_file():
         return {}
-    return simulator.oracle_auc(logs, targets)
+    return oracle_auc(logs, targets)

@@ -14,6 +14,8 @@ import pytest
 from features import contract as C
 from features import simulator as S
 from features.io import check_contract, read_table
+from models.metrics import auc, expected_auc
+from models.oracle import oracle_auc, unshifted_auc
 
 TEST_DAY = (S.START_DATE + timedelta(days=S.N_DAYS - 1)).isoformat()
 
@@ -143,17 +145,17 @@ def test_truth_beside_the_landing_zone(tiny_logs: Path) -> None:
 
 def test_oracle_auc_in_range(tiny_logs: Path) -> None:
     """The true p_click ranks each target domain's test day with AUC in [0.70, 0.85]."""
-    result = S.oracle_auc(tiny_logs)
+    result = oracle_auc(tiny_logs)
     assert len(result) == 3
     for name, value in result.items():
         assert 0.70 <= value <= 0.85, (name, value)
-    sampled = S.oracle_auc(tiny_logs, sampled=True)  # against logged labels: noisy on tiny, still useful
+    sampled = oracle_auc(tiny_logs, sampled=True)  # against logged labels: noisy on tiny, still useful
     assert all(v > 0.65 for v in sampled.values()), sampled
 
 
 def test_ignoring_the_domain_shift_costs_auc(tiny_logs: Path) -> None:
     """Scoring with true interests but without the target domain's shift loses >= 0.03 AUC."""
-    oracle, naive = S.oracle_auc(tiny_logs), S.unshifted_auc(tiny_logs)
+    oracle, naive = oracle_auc(tiny_logs), unshifted_auc(tiny_logs)
     for name in oracle:
         assert naive[name] <= oracle[name] - 0.03, (name, naive[name], oracle[name])
         assert naive[name] > 0.5  # the raw interests still carry some signal
@@ -178,7 +180,7 @@ def test_onboarding_zone(tiny_logs: Path, tables: dict) -> None:
     shared = [f for f in feats if dom[f].item() in set(main_dom[f])]
     assert 0 < len(shared) < len(feats)
     assert (zone / S.TRUTH_DIR / C.IMPRESSIONS).is_dir()
-    onboard_auc = S.oracle_auc(tiny_logs, [S.ONBOARD.name])[S.ONBOARD.name]
+    onboard_auc = oracle_auc(tiny_logs, [S.ONBOARD.name])[S.ONBOARD.name]
     assert 0.65 < onboard_auc < 0.9
 
 
@@ -212,11 +214,11 @@ def test_auc_helpers() -> None:
     s = np.round(p, 2)  # ties
     pos, neg = s[y == 1], s[y == 0]
     brute = ((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean()
-    assert S.auc(y, s) == pytest.approx(brute)
+    assert auc(y, s) == pytest.approx(brute)
     w = p[:, None] * (1 - p[None, :])
     np.fill_diagonal(w, 0)
     gt = (s[:, None] > s[None, :]) + 0.5 * (s[:, None] == s[None, :])
-    assert S.expected_auc(p, s) == pytest.approx((w * gt).sum() / w.sum())
+    assert expected_auc(p, s) == pytest.approx((w * gt).sum() / w.sum())
 
 
 def test_source_behaviours_carry_domain_aware_signal(tiny_logs: Path, tables: dict) -> None:
@@ -236,6 +238,6 @@ def test_source_behaviours_carry_domain_aware_signal(tiny_logs: Path, tables: di
         u = truth[C.USER_ID].to_numpy() - S.USER_ID_BASE
         c = cat_of.reindex(truth[C.ITEM_ID]).to_numpy()
         p = truth[S.P_CLICK].to_numpy()
-        naive = S.expected_auc(p, share[u, c])
-        aware = S.expected_auc(p, (share[u] * state.transfer[name][:, c].T).sum(axis=1))
+        naive = expected_auc(p, share[u, c])
+        aware = expected_auc(p, (share[u] * state.transfer[name][:, c].T).sum(axis=1))
         assert aware >= naive + 0.05, (name, naive, aware)

@@ -56,7 +56,8 @@ def test_pipeline_summary_accounts_for_every_row(tiny_pipeline: PipelineRun) -> 
 
 
 def test_pipeline_trains_packages_and_rolls_out_every_domain(tiny_pipeline: PipelineRun) -> None:
-    """Three target domains + the onboarded one: a holdout AUC each, a Bento each, each promoted."""
+    """Three target domains + the onboarded one: a holdout AUC each, a Bento each, and each first model
+    promoted exactly when it beats popularity on the holdout by more than 2 s.e. (the offline gate)."""
     import bentoml
 
     from bento.rollout import production_model
@@ -77,8 +78,12 @@ def test_pipeline_trains_packages_and_rolls_out_every_domain(tiny_pipeline: Pipe
     assert sum(auc[d] for d in main) / len(main) > 0.55
     for tag in summary["bentos"]:
         assert str(bentoml.bentos.get(tag["bento"]).tag) == tag["bento"]
-        assert production_model(tag["domain"]) == tag["model"]
-    assert {d["action"] for d in summary["rollout"]} == {"promote"}
+    assert len(summary["rollout"]) == 4
+    for d in summary["rollout"]:
+        assert d["baseline"] == "popularity" and d["auc_diff_se"] > 0, d
+        beats = d["auc_diff"] > 2 * d["auc_diff_se"]
+        assert d["action"] == ("promote" if beats else "keep"), d["reason"]
+        assert production_model(d["domain"]) == (d["candidate"] if beats else None)
 
 
 def test_smoke_request_ranks_the_requested_items(tiny_pipeline: PipelineRun) -> None:
