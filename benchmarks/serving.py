@@ -118,7 +118,7 @@ def start_server(
     import httpx
 
     log = open(workdir / f"serve-{port}.log", "w")  # noqa: SIM115 - lives as long as the server
-    from bento.service import workers_env
+    from bento.config import workers_env
 
     cmd = [sys.executable, "-m", "bentoml", "serve", bento, "--host", "127.0.0.1", "--port", str(port)]
     env = workers_env(env_for(workdir, extra_env), workers)
@@ -219,7 +219,7 @@ async def drive(
 
 def floor(tags: dict[str, str], queries: list[dict], seconds: float, max_requests: int) -> Result:
     """In-process Ranker.score() on the same queries: the floor HTTP adds to."""
-    from bento.service import Query, Ranker, to_response
+    from bento.ranker import Query, Ranker, to_response
 
     ranker = Ranker.load(tags["domain"], tags["model"], tags["feast"])
     lat = []

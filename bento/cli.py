@@ -59,8 +59,8 @@ def serve_cmd(
     import subprocess
     import sys
 
+    from bento.config import ENV_FEAST_REPO, workers_env
     from bento.packaging import model_name
-    from bento.service import ENV_FEAST_REPO, workers_env
 
     domain_name(domain)
     if feast_repo is not None:

@@ -44,7 +44,7 @@ class Served:
 
 def serving_env(home: Path, feast: Path) -> dict[str, str]:
     """os.environ plus this session's BentoML home and feature store (no telemetry)."""
-    from bento.service import ENV_FEAST_REPO
+    from bento.config import ENV_FEAST_REPO
 
     return {
         **os.environ,
@@ -111,7 +111,7 @@ def served(
     """`dacdr package` the tiny run, then `bentoml serve` its Bento on a free loopback port."""
     import httpx
 
-    from bento.service import workers_env
+    from bento.config import workers_env
 
     home = tmp_path_factory.mktemp("bentoml_home")
     # two workers, as a production server runs: every HTTP test then also covers requests landing
