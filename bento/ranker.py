@@ -7,9 +7,11 @@ DACDR: tensors straight from the packed view) and scores it with the path offlin
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +28,8 @@ from bento.config import (
     resolve_model_tag,
 )
 from bento.health import STORE_HEALTH, StoreUnavailable, store_errors
-from bento.schema import RankedItem, RankResponse, to_utc
+from bento.schema import to_utc
+from bento.store_watch import StoreWatch
 from dacdr.threads import configure as configure_threads
 
 if TYPE_CHECKING:
@@ -49,15 +52,25 @@ class Query:
     user_id: int
     item_ids: list[int]
     event_time: dt.datetime
+    request_id: str = ""
 
     @classmethod
-    def of(cls, user_id: int, item_ids: list[int], event_time: dt.datetime | None = None) -> Query:
-        """A query at `event_time` (UTC; naive means UTC; None means now); ValueError naming a bad time."""
+    def of(
+        cls,
+        user_id: int,
+        item_ids: list[int],
+        event_time: dt.datetime | None = None,
+        request_id: str | None = None,
+    ) -> Query:
+        """A query at `event_time` (UTC; naive means UTC; None means now); ValueError naming a bad time.
+
+        `request_id`: the caller's (validated by the schema), else a new uuid4 hex.
+        """
         try:
             when = to_utc(event_time or dt.datetime.now(dt.UTC))
         except ValueError as exc:
             raise ValueError(f"event_time: {exc}") from None
-        return cls(int(user_id), [int(i) for i in item_ids], when)
+        return cls(int(user_id), [int(i) for i in item_ids], when, request_id or uuid.uuid4().hex)
 
 
 def read_user_features(
@@ -78,6 +91,21 @@ def read_user_features(
     return normalize_sequences(response.to_arrow())
 
 
+def load_model(domain: str, tag: str) -> tuple[str, nn.Module, FeatureSpec, dict[str, Any]]:
+    """(full tag, model in eval mode, spec, meta) of a model of `domain` in the BentoML model store;
+    ValueError when it belongs to another domain or was not trained for this one."""
+    from models.checkpoint import load_checkpoint
+
+    stored = bentoml.models.get(tag)
+    if stored.tag.name != f"{MODEL_PREFIX}{domain}":
+        raise ValueError(f"model {stored.tag} is not a model of domain {domain!r}")
+    model, spec, meta = load_checkpoint(Path(stored.path_of(CHECKPOINT_FILE)), "cpu")
+    model.eval()  # once: serving never trains
+    if domain not in spec.domain_tasks:
+        raise ValueError(f"model {stored.tag} was not trained for domain {domain!r}: {spec.domain_tasks}")
+    return str(stored.tag), model, spec, meta
+
+
 @dataclass
 class Ranker:
     """Online features -> training-table frame -> predict; loaded once per process."""
@@ -95,26 +123,16 @@ class Ranker:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # (the domain row it was made from, FeatureSpec.domain_batch of it): vocab lookups cost ~1.5 ms
     domain_cache: tuple[dict, dict] | None = None
+    watch: StoreWatch | None = None  # reopens a replaced store, bounds Redis calls (bento.store_watch)
 
     @classmethod
     def load(cls, domain: str, model_tag: str | None, feast_workdir: Path | str) -> Ranker:
         """Load the checkpoint from the BentoML model store and open the Feast store."""
-        import pandas as pd
-        import pyarrow as pa
-
-        from features import online
         from features import store as fs
-        from features.feature_repo.services import DACDR_V1
-        from models.checkpoint import load_checkpoint
+        from features.feature_repo.views import USER_PACKED
 
         tag = resolve_model_tag(domain, model_tag)
-        stored = bentoml.models.get(tag)
-        if stored.tag.name != f"{MODEL_PREFIX}{domain}":
-            raise ValueError(f"model {stored.tag} is not a model of domain {domain!r}")
-        model, spec, meta = load_checkpoint(Path(stored.path_of(CHECKPOINT_FILE)), "cpu")
-        model.eval()  # once: serving never trains
-        if domain not in spec.domain_tasks:
-            raise ValueError(f"model {stored.tag} was not trained for domain {domain!r}: {spec.domain_tasks}")
+        loaded = load_model(domain, tag)  # before the store: a wrong model is named first
         # one intra-op thread per worker: requests are small (<= a few thousand rows) and the server
         # runs one worker per core; extra threads only contend (measured in benchmarks/serving.py)
         configure_threads(1)
@@ -124,6 +142,31 @@ class Ranker:
         busy_ms = read_positive_int(os.environ, ENV_ONLINE_BUSY_TIMEOUT_MS, DEFAULT_ONLINE_BUSY_TIMEOUT_MS)
         if hasattr(store.config.online_store, "busy_timeout_ms"):  # before the first read opens it
             store.config.online_store.busy_timeout_ms = busy_ms
+        watch = StoreWatch.open(store, Path(feast_workdir), USER_PACKED)  # before the first read
+        return cls.over(domain, loaded, store, Path(feast_workdir), watch)
+
+    def with_model(self, model_tag: str) -> Ranker:
+        """Another model of the same domain over this ranker's open store (an A/B arm)."""
+        loaded = load_model(self.domain, model_tag)
+        return self.over(self.domain, loaded, self.store, self.feast_workdir, self.watch)
+
+    @classmethod
+    def over(
+        cls,
+        domain: str,
+        loaded: tuple[str, nn.Module, FeatureSpec, dict[str, Any]],
+        store: FeatureStore,
+        feast_workdir: Path | None,
+        watch: StoreWatch | None,
+    ) -> Ranker:
+        """A ranker of a loaded model over an open store; reads the model's known items' side info."""
+        import pandas as pd
+        import pyarrow as pa
+
+        from features import online
+        from features.feature_repo.services import DACDR_V1
+
+        tag, model, spec, meta = loaded
         # item side info is a dimension table: read it for every item the model knows, once;
         # items the model has never seen are looked up in the online store per request.
         known = [int(i) for i in spec.items.ids]
@@ -131,7 +174,7 @@ class Ranker:
         cache = cache.replace_schema_metadata(None)
         return cls(
             domain=domain,
-            model_tag=str(stored.tag),
+            model_tag=tag,
             model=model,
             spec=spec,
             meta=meta,
@@ -139,21 +182,16 @@ class Ranker:
             feature_service=store.get_feature_service(DACDR_V1),
             item_cache=cache,
             item_cache_ids=pd.Index(known),
-            feast_workdir=Path(feast_workdir),
+            feast_workdir=feast_workdir,
+            watch=watch,
         )
 
     def probe(self) -> str | None:
-        """None when the online store can be read now, else why not (a quick read-only check)."""
-        from features.store import FeatureStoreError, check_online_store
-
-        if self.feast_workdir is None:
+        """None when the online store can serve now, else why not (StoreWatch.problem)."""
+        if self.watch is None:
             return None
         busy_ms = read_positive_int(os.environ, ENV_ONLINE_BUSY_TIMEOUT_MS, DEFAULT_ONLINE_BUSY_TIMEOUT_MS)
-        try:
-            check_online_store(self.feast_workdir, timeout_ms=busy_ms)
-        except FeatureStoreError as exc:
-            return str(exc)
-        return None
+        return self.watch.problem(busy_ms)
 
     def user_rows(self, user_ids: list[int]) -> pa.Table:
         """The users' online features (see read_user_features)."""
@@ -290,8 +328,17 @@ class Ranker:
 
         if not queries:
             return [], []
+        watch = self.watch
         try:
-            scores, cold = self.predict(queries)
+            with watch.lock if watch is not None else contextlib.nullcontext():
+                try:
+                    if watch is not None:
+                        watch.check()
+                    scores, cold = self.predict(queries)
+                except store_errors():
+                    if watch is not None:  # the next request opens the store afresh
+                        watch.reset()
+                    raise
         except store_errors() as exc:
             STORE_HEALTH.reason = f"online store unavailable: {type(exc).__name__}: {exc}"
             raise StoreUnavailable(STORE_HEALTH.reason) from exc
@@ -299,15 +346,3 @@ class Ranker:
         bounds = np.cumsum([0, *[len(q.item_ids) for q in queries]])
         parts = [scores[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
         return parts, [bool(c) for c in cold]
-
-
-def to_response(query: Query, ranker: Ranker, scores: np.ndarray, cold: bool) -> RankResponse:
-    """Sort one query's scores best first (ties keep request order)."""
-    import numpy as np
-
-    order = np.argsort(-scores, kind="stable")
-    items = np.asarray(query.item_ids, dtype=np.int64)[order]
-    ranked = [RankedItem(item_id=int(i), score=float(s)) for i, s in zip(items, scores[order], strict=True)]
-    return RankResponse(
-        user_id=query.user_id, domain=ranker.domain, model=ranker.model_tag, cold_start=cold, ranked=ranked
-    )

@@ -23,6 +23,15 @@ def to_utc(value: dt.datetime) -> dt.datetime:
 # validated while the request is parsed: a bad time is the sender's 400 and never enters a batch
 EventTime = Annotated[dt.datetime, AfterValidator(to_utc)]
 
+RequestId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="the caller's id of this request (1-128 of A-Za-z0-9._:-); generated when absent",
+    ),
+]
 Id = Annotated[StrictInt, Field(ge=0, le=2**63 - 1, description="a non-negative int64 id")]
 Candidates = Annotated[
     list[Id], Field(min_length=1, max_length=MAX_CANDIDATES, description="candidate item ids to rank")
@@ -37,6 +46,7 @@ class RankRequest(BaseModel):
     event_time: EventTime | None = Field(
         default=None, description="request time (ISO 8601, UTC when naive); default: now"
     )
+    request_id: RequestId | None = None
 
 
 class RankedItem(BaseModel):
@@ -49,8 +59,11 @@ class RankedItem(BaseModel):
 class RankResponse(BaseModel):
     """Candidates sorted best first, with the model that scored them."""
 
+    request_id: str = Field(description="the request's id (the caller's, or generated: uuid4 hex)")
     user_id: int
     domain: str
     model: str = Field(description="model store tag, dacdr-<domain>:<version>")
+    arm: str = Field(description="the A/B arm that answered ('production' without an experiment)")
+    experiment_id: str | None = Field(description="the domain's running experiment, null without one")
     cold_start: bool = Field(description="the user has no source-domain history in the online store")
     ranked: list[RankedItem]
