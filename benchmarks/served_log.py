@@ -40,6 +40,34 @@ def rows_on_disk(root: Path) -> int:
     return ds.dataset(files, format="parquet").count_rows() if files else 0
 
 
+def sink_cost(answers: int = 20_000, candidates: int = 100) -> None:
+    """CPU of the log alone: ServedRows + put_nowait on the request side, plus the writer thread."""
+    import time
+
+    import numpy as np
+
+    from bento.served_log import ServedLog, ServedRows
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log = ServedLog(tmp, capacity=answers + 1, flush_seconds=0.5)
+        t0, c0 = time.perf_counter(), time.process_time()
+        for i in range(answers):
+            items, scores = np.arange(candidates, dtype=np.int64), np.linspace(1, 0, candidates)
+            log.put(
+                ServedRows(
+                    f"r{i}", 1_764_806_400_000_000, "2026-12-04", "d", i, "dacdr-d:v", "production", None,
+                    False, items, scores, np.ones(candidates),
+                )
+            )  # fmt: skip
+        log.close(timeout=300)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(
+        f"# sink alone: {answers} answers x {candidates} rows, written {log.written}, "
+        f"dropped {log.dropped}, {wall:.1f} s wall, {cpu / answers * 1e6:.0f} us process CPU per answer "
+        f"(load avg {os.getloadavg()[0]:.2f})"
+    )
+
+
 def main() -> None:
     """Parse arguments, prepare, measure off vs on, print figures and ratios."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,7 +76,11 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--max-requests", type=int, default=5000)
+    ap.add_argument("--sink-only", action="store_true", help="only the log's own CPU (no model, no server)")
     args = ap.parse_args()
+    if args.sink_only:
+        sink_cost()
+        return
     tags = prepared(args)
     queries = workload(tags["feast"], tags["domain"], 200, args.candidates, args.seed)
     print(f"# machine: {os.cpu_count()} cpus; load avg {os.getloadavg()[0]:.2f}; bento {tags['bento']}")

@@ -138,9 +138,7 @@ def open_served_log(environ: dict[str, str]) -> ServedLog | None:
     if not root:
         return None
     written = Counter("dacdr_served_log_rows_written", "served-log rows written to parquet")
-    dropped = Counter(
-        "dacdr_served_log_rows_dropped", "served-log rows dropped (queue full or sink failing)"
-    )
+    dropped = Counter("dacdr_served_log_rows_dropped", "served-log rows dropped (queue full or sink failing)")
     return ServedLog(root, on_written=written.inc, on_dropped=dropped.inc)
 
 

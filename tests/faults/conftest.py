@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +28,11 @@ from tests.serving.conftest import (  # noqa: F401  # session fixtures shared wi
     serving_domain,
     serving_env,
     serving_feast,
+    start_bento,
+    stop_bento,
 )
 
+EXIT_WITHIN_S = 120  # a restart loop never exits: the test would fail here
 # a writer that dirties every page of the packed view with a 2-page cache, so SQLite spills them to
 # the database file (after saving the originals in its journal), then waits to be killed
 KILLED_WRITER = """
@@ -40,6 +44,39 @@ conn.execute("UPDATE dacdr_user_packed SET value = zeroblob(length(value))")
 print("dirty", flush=True)
 sys.stdin.read()
 """
+
+
+HEAL_S = 15.0  # readiness is probed on request; a fault must show (and heal) well within this
+
+
+def until(check: Callable[[], bool], timeout: float = HEAL_S) -> float:
+    """Seconds until `check()` holds (polled every 0.2 s); fails the test after `timeout`."""
+    t0 = time.monotonic()
+    while not check():
+        assert time.monotonic() - t0 < timeout, f"not within {timeout}s"
+        time.sleep(0.2)
+    return time.monotonic() - t0
+
+
+def assert_exits_with_one_line(bento: str, env: dict[str, str], log: Path) -> str:
+    """Start `bentoml serve`; it must exit, print one `dacdr: cannot serve` line, free the port."""
+    url, proc = start_bento(bento, env, log)
+    t0 = time.monotonic()
+    try:
+        proc.wait(timeout=EXIT_WITHIN_S)
+    except Exception:
+        stop_bento(proc)
+        raise AssertionError(f"still running after {EXIT_WITHIN_S}s:\n{log.read_text()[-3000:]}") from None
+    elapsed = time.monotonic() - t0
+    output = log.read_text()
+    lines = [ln for ln in output.splitlines() if "dacdr: cannot serve" in ln]
+    assert len(lines) == 1, output[-3000:]
+    assert proc.returncode == 1, output[-3000:]
+    port = int(url.rsplit(":", 1)[1])
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0, "the port is still open"
+    print(f"exited {proc.returncode} after {elapsed:.1f}s: {lines[0]}")
+    return lines[0]
 
 
 def copy_store(feast: Path, dest: Path) -> Path:

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import Probe, RedisProcess, warm_user_and_items
-from tests.faults.test_sqlite_serving import until
-from tests.faults.test_worker_start import assert_exits_with_one_line
+from tests.faults.conftest import Probe, RedisProcess, assert_exits_with_one_line, until, warm_user_and_items
 from tests.serving.conftest import Served, serve_bento, serving_env
 
 pytestmark = pytest.mark.redis

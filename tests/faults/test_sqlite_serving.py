@@ -10,24 +10,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import Probe, copy_store, leave_hot_journal, online_db, warm_user_and_items
+from tests.faults.conftest import Probe, copy_store, leave_hot_journal, online_db, until, warm_user_and_items
 from tests.serving.conftest import Served, serve_bento, serving_env
-
-HEAL_S = 15.0  # readiness is probed on request; a fault must show (and heal) well within this
-
-
-def until(check: Callable[[], bool], timeout: float = HEAL_S) -> float:
-    """Seconds until `check()` holds (polled every 0.2 s); fails the test after `timeout`."""
-    t0 = time.monotonic()
-    while not check():
-        assert time.monotonic() - t0 < timeout, f"not within {timeout}s"
-        time.sleep(0.2)
-    return time.monotonic() - t0
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,12 @@ with its port open."""
 from __future__ import annotations
 
 import shutil
-import socket
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import copy_store, online_db
-from tests.serving.conftest import Served, serving_env, start_bento, stop_bento
-
-EXIT_WITHIN_S = 120  # a restart loop never exits: the test would fail here
+from tests.faults.conftest import assert_exits_with_one_line, copy_store, online_db
+from tests.serving.conftest import Served, serving_env
 
 
 def damage_pages(db: Path) -> None:
@@ -31,27 +27,6 @@ def damage_checkpoints(home: Path) -> None:
     assert found, f"no checkpoint under {home / 'models'}"
     for ckpt in found:
         ckpt.write_bytes(b"not a checkpoint\n" * 64)
-
-
-def assert_exits_with_one_line(bento: str, env: dict[str, str], log: Path) -> str:
-    """Start `bentoml serve`; it must exit, print one `dacdr: cannot serve` line, free the port."""
-    url, proc = start_bento(bento, env, log)
-    t0 = time.monotonic()
-    try:
-        proc.wait(timeout=EXIT_WITHIN_S)
-    except Exception:
-        stop_bento(proc)
-        raise AssertionError(f"still running after {EXIT_WITHIN_S}s:\n{log.read_text()[-3000:]}") from None
-    elapsed = time.monotonic() - t0
-    output = log.read_text()
-    lines = [ln for ln in output.splitlines() if "dacdr: cannot serve" in ln]
-    assert len(lines) == 1, output[-3000:]
-    assert proc.returncode == 1, output[-3000:]
-    port = int(url.rsplit(":", 1)[1])
-    with socket.socket() as sock:
-        assert sock.connect_ex(("127.0.0.1", port)) != 0, "the port is still open"
-    print(f"exited {proc.returncode} after {elapsed:.1f}s: {lines[0]}")
-    return lines[0]
 
 
 @pytest.mark.parametrize("fault", ["corrupt_pages", "bad_checkpoint"])
