@@ -123,16 +123,18 @@ def sample_keys(fv: FeatureView, end: datetime, k: int = SAMPLE_ROWS) -> dict[st
 def rows_present(store: FeatureStore, fv: FeatureView, keys: dict[str, list]) -> int:
     """How many of the entity rows `keys` have a row of `fv` in the online store (one online read).
 
-    Feast's status per value tells a missing row (NOT_FOUND) from a stored null, which the
-    values alone cannot.
+    A row is there when its value is set or it carries its event time (a stored null): a missing
+    row comes back NOT_FOUND from SQLite but PRESENT, empty and stamped 0 from Redis, so Feast's
+    status alone cannot tell.
     """
-    from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
-
     feature = fv.features[0].name
     response = store.get_online_features(features=[f"{fv.name}:{feature}"], entity_rows=keys)
     names = list(response.proto.metadata.feature_names.val)
-    statuses = response.proto.results[names.index(feature)].statuses
-    return sum(status != FieldStatus.NOT_FOUND for status in statuses)
+    result = response.proto.results[names.index(feature)]
+    return sum(
+        ts.seconds != 0 or value.WhichOneof("val") is not None
+        for value, ts in zip(result.values, result.event_timestamps, strict=True)
+    )
 
 
 # Registry objects per open store, refreshed after the registry's own cache ttl: parsing the
