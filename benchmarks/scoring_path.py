@@ -41,7 +41,7 @@ def measure(ranker, qs: list, repeats: int) -> dict[str, np.ndarray]:  # noqa: A
     """Per-query milliseconds of the per-field read alone and of the old, split and packed paths."""
     import pyarrow as pa
 
-    from bento.service import PREDICT_BATCH
+    from bento.ranker import PREDICT_BATCH
     from features import contract as C
     from models.predict import predict, predict_split
 
@@ -86,7 +86,7 @@ def main() -> None:
 
     import torch
 
-    from bento.service import Query, Ranker
+    from bento.ranker import Query, Ranker
 
     ranker = Ranker.load(tags["domain"], tags["model"], tags["feast"])
     print(f"# machine: {os.cpu_count()} cpus, torch threads {torch.get_num_threads()}; "

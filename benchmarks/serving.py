@@ -118,7 +118,7 @@ def start_server(
     import httpx
 
     log = open(workdir / f"serve-{port}.log", "w")  # noqa: SIM115 - lives as long as the server
-    from bento.service import workers_env
+    from bento.config import workers_env
 
     cmd = [sys.executable, "-m", "bentoml", "serve", bento, "--host", "127.0.0.1", "--port", str(port)]
     env = workers_env(env_for(workdir, extra_env), workers)
@@ -217,11 +217,18 @@ async def drive(
     )
 
 
-def floor(tags: dict[str, str], queries: list[dict], seconds: float, max_requests: int) -> Result:
-    """In-process Ranker.score() on the same queries: the floor HTTP adds to."""
-    from bento.service import Query, Ranker, to_response
+def floor(
+    tags: dict[str, str], queries: list[dict], seconds: float, max_requests: int, log_dir: Path | None = None
+) -> Result:
+    """In-process Router.rank() on the same queries (scoring, the response, the served log when
+    `log_dir` is given): the floor HTTP adds to."""
+    from bento.ranker import Query, Ranker
+    from bento.router import Router
+    from bento.served_log import ServedLog
 
     ranker = Ranker.load(tags["domain"], tags["model"], tags["feast"])
+    log = ServedLog(log_dir) if log_dir is not None else None
+    router = Router(ranker, log)
     lat = []
     deadline = time.perf_counter() + seconds
     t_start = time.perf_counter()
@@ -230,17 +237,18 @@ def floor(tags: dict[str, str], queries: list[dict], seconds: float, max_request
             break
         q = Query.of(queries[i % len(queries)]["user_id"], queries[i % len(queries)]["item_ids"])
         t0 = time.perf_counter()
-        (scores,), (cold,) = ranker.score([q])
-        to_response(q, ranker, scores, cold)
+        router.rank([q])
         lat.append(time.perf_counter() - t0)
     wall = time.perf_counter() - t_start
+    if log is not None:
+        log.close()
     arr = np.array(lat) * 1000
     return Result(
-        "in-process",
+        "in-process" + (" +log" if log is not None else ""),
         1,
         len(lat),
-        0,
-        {},
+        log.dropped if log is not None else 0,
+        {"written": log.written} if log is not None else {},
         len(lat) / wall,
         float(np.percentile(arr, 50)),
         float(np.percentile(arr, 99)),

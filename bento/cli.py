@@ -1,7 +1,8 @@
 """CLI commands of the serving stage (merged into `dacdr` by dacdr/cli.py).
 
 dacdr package RUN_DIR --domain D [--feast-repo W]   model store entry + Bento dacdr-<D>
-dacdr serve --domain D --feast-repo W [--port P]    bentoml serve the domain's Bento on 127.0.0.1
+dacdr serve --domain D --feast-repo W [--port P] [--served-log DIR]
+                                                    bentoml serve the domain's Bento on 127.0.0.1
 dacdr rollout --domain D --model TAG --dataset DIR  promote when holdout AUC >= production's
 dacdr rollback --domain D                           restore the previous production model
 """
@@ -53,14 +54,20 @@ def serve_cmd(
     workers: int = typer.Option(
         1, min=1, help="Worker processes, one torch thread each: at most the cores the server may use."
     ),
+    served_log: Path = typer.Option(
+        None,
+        help="Log every served ranking here as parquet (served/dt=YYYY-MM-DD/part-*.parquet); "
+        "default: $DACDR_SERVED_LOG_DIR, else off.",
+    ),
 ) -> None:
     """Serve a domain's Bento over HTTP with `bentoml serve` (POST /rank, /readyz, /metrics)."""
     import os
     import subprocess
     import sys
 
+    from bento.config import ENV_FEAST_REPO, workers_env
     from bento.packaging import model_name
-    from bento.service import ENV_FEAST_REPO, workers_env
+    from bento.served_log import ENV_SERVED_LOG_DIR
 
     domain_name(domain)
     if feast_repo is not None:
@@ -70,6 +77,10 @@ def serve_cmd(
         env = workers_env(dict(os.environ), workers)
     if feast_repo is not None:
         env[ENV_FEAST_REPO] = str(feast_repo.resolve())
+    if served_log is not None:
+        if served_log.exists() and not served_log.is_dir():
+            raise typer.BadParameter(f"{served_log} is not a folder", param_hint="--served-log")
+        env[ENV_SERVED_LOG_DIR] = str(served_log.resolve())
     cmd = [sys.executable, "-m", "bentoml", "serve", target, "--host", host, "--port", str(port)]
     raise typer.Exit(subprocess.call(cmd, env=env))
 

@@ -137,7 +137,7 @@ def build_bento(
     """
     import bentoml
 
-    from bento.service import ARG_DOMAIN, ARG_FEAST_REPO, ARG_MODEL_TAG, resolve_model_tag
+    from bento.config import ARG_DOMAIN, ARG_FEAST_REPO, ARG_MODEL_TAG, resolve_model_tag
 
     name = model_name(domain)
     tag = str(bentoml.models.get(resolve_model_tag(domain, model_tag)).tag)

@@ -38,8 +38,9 @@ def materialize(
 ) -> MaterializeResult:
     """Load the latest row per entity up to `end` (default now) into the online store, incrementally.
 
-    Each snapshot view resumes where its last materialization ended; the dimension views (items,
-    domains) are reloaded whole, since their rows are stamped S.EPOCH. The latest rows come from one
+    Each snapshot view resumes where its last materialization ended (reloaded whole when the online
+    store lost its rows: windows); the dimension views (items, domains) are reloaded whole, since
+    their rows are stamped S.EPOCH. The latest rows come from one
     duckdb query per view (latest_rows), are serialized column-wise (features.feature_repo.wire:
     the bytes Feast would write, tested) and written in large batches (docs/feature-store.md);
     then the interval is recorded in the registry like Feast does. `views`: only these (e.g. the
@@ -66,8 +67,9 @@ def windows(
 ) -> list[tuple[FeatureView, datetime]]:
     """Each view to load (all, or those named) with the start of its window up to `end`.
 
-    Snapshot views resume where their last materialization ended; the dimension views (items,
-    domains) restart at EPOCH, since their rows are stamped EPOCH. FeatureStoreError when nothing
+    Snapshot views resume where their last materialization ended, unless the online store lost
+    what it loaded (lost_rows): then they restart at EPOCH, as do the dimension views (items,
+    domains), whose rows are stamped EPOCH. FeatureStoreError when nothing
     is registered or a named view is unknown. Shared by the local and the Ray materialization.
     """
     from features.feature_repo.views import DOMAIN_FEATURES, ITEM_SIDE_INFO
@@ -87,8 +89,19 @@ def windows(
             continue
         dimension = fv.name in (ITEM_SIDE_INFO, DOMAIN_FEATURES)
         last = fv.most_recent_end_time
-        out.append((fv, S.EPOCH if dimension or last is None else S.utc(last)))
+        resume = not dimension and last is not None and not lost_rows(store, fv, S.utc(last))
+        out.append((fv, S.utc(last) if resume else S.EPOCH))
     return out
+
+
+def lost_rows(store: FeatureStore, fv: FeatureView, last: datetime) -> bool:
+    """Whether the online store lost the rows of `fv` that its last materialization (up to `last`)
+    wrote: none of a sample of them is there (a store file replaced or emptied, Redis restarted
+    empty). Resuming from `last` would then load no user at all, so the view restarts at EPOCH."""
+    from features.online import rows_present, sample_keys
+
+    keys = sample_keys(fv, last)
+    return keys is not None and rows_present(store, fv, keys) == 0
 
 
 def _naive_utc(ts: datetime) -> datetime:

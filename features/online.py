@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore, FeatureView
 
 T = TypeVar("T")
+# rows per view sampled to tell a loaded online store from one that lost its rows
+SAMPLE_ROWS = 16
 
 
 def online_features(
@@ -89,6 +92,49 @@ def domain_values(store_or_workdir: FeatureStore | Path | str, domain: str) -> d
         return {f.name: got[f.name][0] for f in view.features}
 
     return _cached(store, f"{DOMAIN_FEATURES}/{domain}", read)
+
+
+def sample_keys(fv: FeatureView, end: datetime, k: int = SAMPLE_ROWS) -> dict[str, list] | None:
+    """Join keys of up to `k` rows of `fv`'s parquet source stamped at or before `end` (rows a
+    materialization up to `end` has loaded); None when the source is no parquet file or has none."""
+    import duckdb
+    from feast import FileSource
+
+    from dacdr.threads import duckdb_threads
+
+    source = fv.batch_source
+    if not isinstance(source, FileSource) or not Path(source.path).exists():
+        return None
+    keys = [e.name for e in fv.entity_columns]
+    cols = ", ".join('"' + k.replace('"', '""') + '"' for k in keys)
+    ts = '"' + source.timestamp_field.replace('"', '""') + '"'
+    con = duckdb.connect(config={"threads": duckdb_threads()})
+    try:
+        # no ORDER BY: the scan stops after k matching rows, so this stays fast on a large snapshot
+        tbl = con.sql(
+            f"SELECT {cols} FROM read_parquet($path) WHERE {ts}::TIMESTAMP <= $end LIMIT {int(k)}",
+            params={"path": source.path, "end": S.utc(end).replace(tzinfo=None)},
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return tbl.to_pydict() if tbl.num_rows else None
+
+
+def rows_present(store: FeatureStore, fv: FeatureView, keys: dict[str, list]) -> int:
+    """How many of the entity rows `keys` have a row of `fv` in the online store (one online read).
+
+    A row is there when its value is set or it carries its event time (a stored null): a missing
+    row comes back NOT_FOUND from SQLite but PRESENT, empty and stamped 0 from Redis, so Feast's
+    status alone cannot tell.
+    """
+    feature = fv.features[0].name
+    response = store.get_online_features(features=[f"{fv.name}:{feature}"], entity_rows=keys)
+    names = list(response.proto.metadata.feature_names.val)
+    result = response.proto.results[names.index(feature)]
+    return sum(
+        ts.seconds != 0 or value.WhichOneof("val") is not None
+        for value, ts in zip(result.values, result.event_timestamps, strict=True)
+    )
 
 
 # Registry objects per open store, refreshed after the registry's own cache ttl: parsing the

@@ -451,12 +451,15 @@ def check_online_store(workdir: Path | str, timeout_ms: int = 5000) -> Path | No
     if not path.is_file():
         raise FeatureStoreError(f"online store {path} does not exist; {hint}")
     try:
-        # mode=ro: never create or modify the file; a URI so the path is not a connect() string
-        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=timeout_ms / 1000)
         try:
-            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        finally:
-            conn.close()
+            names = _table_names(path, "ro", timeout_ms)
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorname", "") != "SQLITE_READONLY_ROLLBACK":
+                raise
+            # a writer (materialize, push) was killed mid-transaction and left a hot journal: a
+            # read-only open cannot roll it back, a read-write one does (what any writer's next
+            # open would do) and never creates a file
+            names = _table_names(path, "rw", timeout_ms)
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc):  # a writer (materialize) holds it: nothing to rebuild
             raise FeatureStoreError(f"online store {path} is locked by another connection ({exc})") from None
@@ -467,6 +470,18 @@ def check_online_store(workdir: Path | str, timeout_ms: int = 5000) -> Path | No
     if missing:
         raise FeatureStoreError(f"online store {path} lacks table(s) {missing}; {hint}")
     return path
+
+
+def _table_names(path: Path, mode: str, timeout_ms: int) -> set[str]:
+    """The tables of a SQLite file opened with `mode` (ro or rw: neither creates the file)."""
+    import sqlite3
+
+    # a URI so the path is not a connect() string
+    conn = sqlite3.connect(f"{path.as_uri()}?mode={mode}", uri=True, timeout=timeout_ms / 1000)
+    try:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        conn.close()
 
 
 def as_store(store_or_workdir: FeatureStore | Path | str) -> FeatureStore:

@@ -117,9 +117,10 @@ def test_behaviour_values_reach_every_sequence_model(spec_batch) -> None:
 
 def test_attention_weights_are_not_bypassed(spec_batch) -> None:
     """Zeroing the item attention's query projection makes its weights uniform and changes the output:
-    the weights feed the result. (Scaling it would prove nothing: the scores are cosines, scale-free.)"""
+    the weights feed the result. (Scaling it would prove nothing: the scores are cosines, scale-free.)
+    Without the prior: with it the head starts at zero, so no learned term reaches the untrained output."""
     spec, batch = spec_batch
-    model = build("dacdr", spec)
+    model = build_dacdr(spec, prior=False)
     alpha, before = model.encode(batch)["alpha_i_seq"], model(batch)
     real = alpha > 0  # softmax weights are positive exactly at real sequence positions
     uniform = torch.where(real, 1.0 / real.sum(-1, keepdim=True).clamp(min=1), torch.zeros_like(alpha))

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class Served:
     run: Path
     log: Path
     pid: int
+    log_dir: Path  # the served-ranking log (DACDR_SERVED_LOG_DIR)
 
     def env(self) -> dict[str, str]:
         """Environment for subprocesses that use the same BentoML home and feature store."""
@@ -44,7 +46,7 @@ class Served:
 
 def serving_env(home: Path, feast: Path) -> dict[str, str]:
     """os.environ plus this session's BentoML home and feature store (no telemetry)."""
-    from bento.service import ENV_FEAST_REPO
+    from bento.config import ENV_FEAST_REPO
 
     return {
         **os.environ,
@@ -109,72 +111,88 @@ def served(
     tiny_run: Path, serving_feast: Path, serving_domain: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
     """`dacdr package` the tiny run, then `bentoml serve` its Bento on a free loopback port."""
-    import httpx
-
-    from bento.service import workers_env
+    from bento.config import workers_env
 
     home = tmp_path_factory.mktemp("bentoml_home")
     # two workers, as a production server runs: every HTTP test then also covers requests landing
     # on either process (test_http.py checks the count)
     env = workers_env(serving_env(home, serving_feast), SERVE_WORKERS)
+    env["DACDR_SERVED_LOG_DIR"] = str(home / "served_log")
     tags = last_json(
         run_cli(
             ["package", str(tiny_run), "--domain", serving_domain, "--feast-repo", str(serving_feast)], env
         )
     )
-    port = free_port()
-    log = home / "serve.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                tags["bento"],
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"bentoml serve exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"service not ready after {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-4000:]}"
-                )
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
+    with serve_bento(tags["bento"], env, home / "serve.log") as server:
         yield Served(
-            url=url,
+            url=server.url,
             domain=serving_domain,
             model_tag=tags["model"],
             bento_tag=tags["bento"],
             home=home,
             feast=serving_feast,
             run=tiny_run,
-            log=log,
-            pid=proc.pid,
+            log=server.log,
+            pid=server.proc.pid,
+            log_dir=home / "served_log",
         )
-    finally:
-        # the server runs in its own process group (arbiter + workers): stop exactly that group
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class Server:
+    """A `bentoml serve` process started by serve_bento."""
+
+    url: str
+    proc: subprocess.Popen
+    log: Path
+
+
+def start_bento(bento: str, env: dict[str, str], log: Path) -> tuple[str, subprocess.Popen]:
+    """Start `bentoml serve BENTO` on a free loopback port in its own process group: (url, process)."""
+    port = free_port()
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return f"http://127.0.0.1:{port}", proc
+
+
+def stop_bento(proc: subprocess.Popen) -> None:
+    """Stop a server's process group (arbiter + workers): SIGTERM, then SIGKILL after 30 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@contextmanager
+def serve_bento(
+    bento: str, env: dict[str, str], log: Path, timeout: float = STARTUP_TIMEOUT_S
+) -> Iterator[Server]:
+    """A served Bento, ready (/readyz 200) before it is yielded, stopped afterwards."""
+    import httpx
+
+    url, proc = start_bento(bento, env, log)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"bentoml serve exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"service not ready after {timeout}s:\n{log.read_text()[-4000:]}")
             try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        yield Server(url=url, proc=proc, log=log)
+    finally:
+        stop_bento(proc)

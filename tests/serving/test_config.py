@@ -9,7 +9,7 @@ import pytest
 
 def test_bento_arguments_and_environment_merge() -> None:
     """Bento args give domain/model/feature store; DACDR_MODEL_TAG and DACDR_FEAST_REPO override them."""
-    from bento.service import resolve_config
+    from bento.config import resolve_config
 
     args = {"domain": "fashion_feed", "model_tag": "dacdr-fashion_feed:v1", "feast_repo": "/built/feast"}
     cfg = resolve_config(args, {})
@@ -39,7 +39,7 @@ def test_bento_arguments_and_environment_merge() -> None:
 )
 def test_missing_or_bad_configuration_is_named(args: dict, env: dict, message: str) -> None:
     """A service that cannot know its domain or store refuses to start, saying which setting."""
-    from bento.service import resolve_config
+    from bento.config import resolve_config
 
     with pytest.raises(ValueError, match=message):
         resolve_config(args, env)
@@ -48,7 +48,7 @@ def test_missing_or_bad_configuration_is_named(args: dict, env: dict, message: s
 @pytest.mark.parametrize(("raw", "message"), [("ten", "is not an integer"), ("0", "must be >= 1")])
 def test_bad_candidate_cap_is_named(raw: str, message: str) -> None:
     """DACDR_MAX_CANDIDATES must be a positive integer; the error names the variable."""
-    from bento.service import ENV_MAX_CANDIDATES, read_positive_int
+    from bento.config import ENV_MAX_CANDIDATES, read_positive_int
 
     with pytest.raises(ValueError, match=f"{ENV_MAX_CANDIDATES}.*{message}"):
         read_positive_int({ENV_MAX_CANDIDATES: raw}, ENV_MAX_CANDIDATES, 1000)

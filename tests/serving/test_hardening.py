@@ -22,7 +22,8 @@ def test_event_time_outside_utc_range_is_a_field_error(when: str) -> None:
     """An offset that pushes the instant out of years 1-9999 in UTC is a validation error on event_time."""
     from pydantic import ValidationError
 
-    from bento.service import Query, RankRequest
+    from bento.ranker import Query
+    from bento.schema import RankRequest
 
     with pytest.raises(ValidationError) as info:
         RankRequest.model_validate({"user_id": 1, "item_ids": [1], "event_time": when})
@@ -38,7 +39,7 @@ def test_event_time_edges_in_range_become_utc(when: str) -> None:
     """The extreme instants that exist in UTC are accepted and converted to UTC."""
     import datetime as dt
 
-    from bento.service import RankRequest
+    from bento.schema import RankRequest
 
     req = RankRequest.model_validate({"user_id": 1, "item_ids": [1], "event_time": when})
     assert req.event_time is not None and req.event_time.utcoffset() == dt.timedelta(0)
@@ -197,7 +198,8 @@ class _Echo:
 @pytest.mark.parametrize("declare_length", [True, False], ids=["content-length", "chunked"])
 def test_guard_refuses_large_bodies_with_413(declare_length: bool) -> None:
     """Over the limit: 413 naming the limit, the service never sees the request; under it: untouched."""
-    from bento.service import ENV_MAX_BODY_BYTES, RequestGuard
+    from bento.config import ENV_MAX_BODY_BYTES
+    from bento.guard import RequestGuard
 
     app = _Echo()
     guard = RequestGuard(app, max_body_bytes=1000)
@@ -211,7 +213,8 @@ def test_guard_refuses_large_bodies_with_413(declare_length: bool) -> None:
 
 def test_guard_puts_the_store_reason_into_503() -> None:
     """BentoML's generic 503 body becomes the store's reason; other 503s and 200s pass unchanged."""
-    from bento.service import STORE_HEALTH, RequestGuard
+    from bento.guard import RequestGuard
+    from bento.health import STORE_HEALTH
 
     generic = b'{"error":"An unexpected error has occurred, please check the server log."}'
     STORE_HEALTH.reason = "online store unavailable: OperationalError: database is locked"
@@ -245,7 +248,9 @@ def test_client_errors_are_one_info_line_without_the_input() -> None:
     """A validation error: INFO, one line, field and error type, no traceback, no input value."""
     from pydantic import ValidationError
 
-    from bento.service import ClientErrorLogFilter, RankRequest, StoreUnavailable
+    from bento.guard import ClientErrorLogFilter
+    from bento.health import StoreUnavailable
+    from bento.schema import RankRequest
 
     secret = "SECRET-INPUT-7f3a"
     try:
@@ -271,7 +276,7 @@ def test_upstream_model_fields_warning_is_filtered_only_there() -> None:
     """The per-request pydantic deprecation from BentoML's app module is filtered; others still show."""
     import warnings
 
-    from bento.service import install_log_hygiene
+    from bento.guard import install_log_hygiene
 
     msg = "Accessing the 'model_fields' attribute on the instance is deprecated. Instead, ..."
     with warnings.catch_warnings(record=True) as caught:

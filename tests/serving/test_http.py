@@ -205,7 +205,7 @@ def test_bad_query_never_fails_other_clients_batch(served: Served, known: tuple[
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_oversized_body_is_413(client: httpx.Client, known: tuple[int, list[int]], chunked: bool) -> None:
     """A body over DACDR_MAX_BODY_BYTES (default 1 MiB) is refused with 413 before it is parsed."""
-    from bento.service import DEFAULT_MAX_BODY_BYTES
+    from bento.config import DEFAULT_MAX_BODY_BYTES
 
     user, items = known
     pad = "x" * (DEFAULT_MAX_BODY_BYTES + 10)
@@ -273,7 +273,7 @@ def test_server_runs_the_requested_workers(served: Served) -> None:
 
 def test_workers_env_keeps_other_overrides_and_rejects_bad_values() -> None:
     """The override is merged into what is already set; a bad count or bad JSON is a ValueError."""
-    from bento.service import ENV_BENTOML_OVERRIDES, workers_env
+    from bento.config import ENV_BENTOML_OVERRIDES, workers_env
 
     env = workers_env({ENV_BENTOML_OVERRIDES: json.dumps({"services": {"dacdr": {"threads": 1}}})}, 3)
     assert json.loads(env[ENV_BENTOML_OVERRIDES]) == {"services": {"dacdr": {"threads": 1, "workers": 3}}}

@@ -11,7 +11,7 @@ def test_service_read_equals_store_online_features(serving_feast: Path, serving_
     """Known and unknown users: every user, sequence and domain-feature value is identical."""
     import pyarrow.parquet as pq
 
-    from bento.service import read_user_features
+    from bento.ranker import read_user_features
     from features import contract as C
     from features import online
     from features import store as fs
@@ -41,7 +41,7 @@ def test_packed_read_tensors_equal_the_frame_path(
     import numpy as np
     import pyarrow.parquet as pq
 
-    from bento.service import read_user_features
+    from bento.ranker import read_user_features
     from features import contract as C
     from features import online
     from features import store as fs
@@ -69,7 +69,7 @@ def test_packed_read_tensors_equal_the_frame_path(
 
 def test_query_users_keep_first_seen_order() -> None:
     """The distinct users of a batch in first-seen order, and each query's row among them."""
-    from bento.service import Query, Ranker
+    from bento.ranker import Query, Ranker
 
     queries = [Query.of(u, [1]) for u in (5, 3, 5, 7, 3, 10**12)]
     users, rows = Ranker.query_users(queries)
