@@ -128,8 +128,10 @@ def start_experiment(
     horizon_requests: int = 0,
     experiment_id: str | None = None,
     salt: str | None = None,
+    control: str | None = None,
 ) -> dict[str, Any]:
-    """Start an A/B test: arm `control` (production) and arm `candidate` (`share` of users, or shadow).
+    """Start an A/B test: arm `control` (production, or the model tag `control`) and arm `candidate`
+    (`share` of users, or shadow).
 
     Tags are taken as given (the CLI resolves them in the model store first). RolloutError when the
     domain has no production model or an experiment already runs.
@@ -144,7 +146,8 @@ def start_experiment(
             raise RolloutError(f"domain {domain!r} has no production model to compare with")
         live_share = share if mode == LIVE else 0.0
         arms = [
-            {"name": "control", "model_tag": data["stack"][-1], "share": 1.0 - live_share, "mode": LIVE},
+            {"name": "control", "model_tag": control or data["stack"][-1], "share": 1.0 - live_share,
+             "mode": LIVE},
             {"name": "candidate", "model_tag": candidate, "share": share, "mode": mode},
         ]
         _check_arms(arms)

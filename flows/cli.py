@@ -61,6 +61,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append("smoke request -> response")
         lines.append(f"  {json.dumps(summary['smoke']['request'])}")
         lines.append(f"  {json.dumps(summary['smoke']['response'])[:600]}")
+    ab = summary.get("ab")
+    if ab:
+        lines.append(f"A/B on {ab['domain']}: candidate {ab['candidate']} vs control {ab['control']}")
+        for lift in ab["report"]["lifts"]:
+            lines.append(f"  {lift['metric']:<16} lift {lift['lift']:+7.1%}  95% CI [{lift['low']:+.1%}, "
+                         f"{lift['high']:+.1%}]  p {lift['p_value']:.3f}")
+        lines.append(f"  decision: {ab['decision']['action']} ({ab['decision']['reason']})")
     lines.append("stage wall times")
     for stage, secs in summary["stage_seconds"].items():
         lines.append(f"  {stage:<50} {secs:7.1f}s")

@@ -26,14 +26,14 @@ def _key(prefix: str, domain: str) -> str:
 
 @task
 def start_task(domain: str, candidate: str, share: float, exploration: float, horizon_requests: int,
-               shadow: bool, experiment_id: str | None) -> dict[str, Any]:
+               shadow: bool, experiment_id: str | None, control: str | None = None) -> dict[str, Any]:
     """Write the experiment to the registry (the service reads it without a rebuild)."""
     from bento.registry import LIVE, SHADOW, start_experiment
 
     mode = SHADOW if shadow else LIVE
     return start_experiment(domain, candidate, share=0.0 if shadow else share, mode=mode,
                             exploration=exploration, horizon_requests=horizon_requests,
-                            experiment_id=experiment_id)
+                            experiment_id=experiment_id, control=control)
 
 
 @task
@@ -99,8 +99,10 @@ def ab_experiment(
     logs: str | None = None,
     online_logs: str | None = None,
     experiment_id: str | None = None,
+    control: str | None = None,
 ) -> dict[str, Any]:
-    """Start candidate vs production on `domain`, run `days` of traffic, ingest, report and decide.
+    """Start candidate vs production (or the model `control`) on `domain`, run `days` of traffic, ingest,
+    report and decide.
 
     `services` maps domains to their running service URLs (simulate=True); `logs` is the landing
     zone (default: the workdir's), `online_logs` the folder with served/ and clicks/ (default: the
@@ -113,7 +115,8 @@ def ab_experiment(
     layout = Layout.of(workdir)
     use_bentoml_home(layout)
     zone = Path(logs) if logs else layout.logs
-    exp = start_task(domain, candidate, share, exploration, horizon_requests, shadow, experiment_id)
+    exp = start_task(domain, candidate, share, exploration, horizon_requests, shadow, experiment_id,
+                     control)
     log.info("experiment %s started: %s", exp["id"], exp["arms"])
     before = set(C.list_days(zone))
     traffic: list[dict[str, Any]] = []

@@ -91,6 +91,23 @@ def rollout_task(workdir: str, domain: str, model_tag: str, dataset: str) -> dic
     return decision.to_dict()
 
 
+@task
+def popularity_model_task(workdir: str, domain: str, dataset: str) -> str:
+    """The domain's `popularity` ranker (closed form on the training split) in the model store, as the
+    control arm of a first A/B test: a domain with no earlier production model is compared with it."""
+    from bento.packaging import save_model
+    from models.run import train
+
+    layout = Layout.of(workdir)
+    use_bentoml_home(layout)
+    run = layout.root / "runs" / f"popularity_{domain}"
+    stored = stored_model_of(run, domain) if (run / "checkpoint.pt").is_file() else None
+    if stored is not None:
+        return stored
+    train(Path(dataset), run, model="popularity", device="cpu", progress=False)
+    return save_model(run, domain, dataset_dir=Path(dataset))
+
+
 @flow(name="package")
 def package(workdir: str, domains: list[str]) -> list[dict[str, str]]:
     """Save every domain's fine-tuned model to the BentoML store and build its Bento `dacdr-<domain>`."""

@@ -38,6 +38,10 @@ class TrainBudget:
     max_batches: int | None  # cap on the base model's batches per epoch; None = full epochs
 
 
+# the closing A/B of the main job: a short test on simulated traffic (the decision needs the horizon)
+AB_DAYS = 2
+AB_REQUESTS_PER_DAY = 300
+
 PRESET_BUDGETS: dict[str, TrainBudget] = {
     # tiny (tests): a capped epoch; enough for the models to rank clearly better than chance
     "tiny": TrainBudget(epochs=1, batch_size=1024, finetune_batch_size=512, max_batches=24),
@@ -115,7 +119,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(bento_tag: str, feast_repo: Path, log: Path, startup_timeout: float = 180.0) -> Iterator[str]:
+def serving(bento_tag: str, feast_repo: Path, log: Path, startup_timeout: float = 180.0,
+            served_log: Path | None = None) -> Iterator[str]:
     """Run `bentoml serve <bento_tag>` on a free loopback port until the block ends; yields its URL.
 
     The server's output goes to `log` (a pipe nobody drains could stall it).
@@ -132,6 +137,8 @@ def serving(bento_tag: str, feast_repo: Path, log: Path, startup_timeout: float 
 
     # the server must read the store this process wrote to (BentoML fixes its home on first use)
     env = {**os.environ, "DACDR_FEAST_REPO": str(feast_repo), "BENTOML_HOME": str(bentoml_home())}
+    if served_log is not None:  # every answer logged (request id, arm, position, score)
+        env["DACDR_SERVED_LOG_DIR"] = str(served_log)
     cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", "127.0.0.1", "--port", str(port)]
     log.parent.mkdir(parents=True, exist_ok=True)
     sink = log.open("wb")
@@ -176,6 +183,28 @@ def smoke_request_task(workdir: str, bento_tag: str, query: dict[str, Any]) -> d
         if response.status_code != 200:
             raise RuntimeError(f"POST {url}/rank answered {response.status_code}: {response.text[:500]}")
         return response.json()
+
+
+@task
+def ab_task(workdir: str, tag: dict[str, str], decision: dict[str, Any], days: int, seed: int
+            ) -> dict[str, Any]:
+    """A short A/B test of the domain's new model against its previous production model (popularity on a
+    first run), on simulated traffic against the live Bento; returns the report and the decision."""
+    from flows.experiment import ab_experiment
+    from flows.package import popularity_model_task
+
+    layout = Layout.of(workdir)
+    domain, candidate = tag["domain"], tag["model"]
+    promoted = decision.get("production") == candidate
+    previous = decision.get("previous") if promoted else decision.get("production")
+    control = previous or popularity_model_task(workdir, domain, str(layout.dataset))
+    served = layout.root / "served"
+    log = layout.root / "serve" / f"ab-{domain}.log"
+    with serving(tag["bento"], layout.feast, log, served_log=served) as url:
+        result = ab_experiment(workdir, domain, candidate, services={domain: url}, days=days, seed=seed,
+                               horizon_requests=days * AB_REQUESTS_PER_DAY,
+                               requests_per_day=AB_REQUESTS_PER_DAY, served_log=str(served), control=control)
+    return {"domain": domain, "control": control, "candidate": candidate, **result}
 
 
 def _totals(reports: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -244,11 +273,13 @@ def pipeline(
     tags.append({k: onboarded[k] for k in ("domain", "model", "bento")})
     decisions.append(onboarded["rollout"])
     oracle = oracle_task(str(layout.logs), [*domains, onboard_name])
-    answer = None
+    answer, ab = None, None
     if smoke:
         with clock.stage(f"smoke request to {tags[0]['bento']}"):
             query = smoke_query(layout.curated, tags[0]["domain"], days[-1])
             answer = {"request": query, "response": smoke_request_task(root, tags[0]["bento"], query)}
+        with clock.stage(f"A/B {tags[0]['domain']}: new model vs control, {AB_DAYS} simulated days"):
+            ab = ab_task(root, tags[0], decisions[0], AB_DAYS, seed)
     return {
         "workdir": root,
         "preset": preset,
@@ -258,6 +289,7 @@ def pipeline(
         "bentos": tags,
         "rollout": decisions,
         "smoke": answer,
+        "ab": ab,
         "budget": {**asdict(budget), "epochs": epochs},
         "stage_seconds": clock.seconds,
         "total_seconds": time.perf_counter() - clock.started,
