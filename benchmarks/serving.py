@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from dacdr.processes import stop_group
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -141,13 +142,7 @@ def start_server(
 
 def stop_server(proc: subprocess.Popen) -> None:
     """Stop exactly the server's process group."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+    stop_group(proc)
 
 
 def workload(feast: str, domain: str, n: int, candidates: int, seed: int) -> list[dict]:

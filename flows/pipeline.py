@@ -126,11 +126,12 @@ def serving(bento_tag: str, feast_repo: Path, log: Path, startup_timeout: float 
     The server's output goes to `log` (a pipe nobody drains could stall it).
     """
     import os
-    import signal
     import subprocess
     import sys
 
     import httpx
+
+    from dacdr.processes import stop_group
 
     port = free_port()
     from bento.rollout import bentoml_home
@@ -160,14 +161,7 @@ def serving(bento_tag: str, feast_repo: Path, log: Path, startup_timeout: float 
             time.sleep(0.5)
         yield url
     finally:
-        # the server forks workers: stop the whole process group we started
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_group(proc)  # the server forks workers: stop the whole process group we started
         sink.close()
 
 

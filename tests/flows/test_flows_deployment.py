@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from dacdr.processes import stop_group
 from features import contract as C
 from features import io
 from flows.common import Layout
@@ -45,13 +45,7 @@ def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[by
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """Stop a process group we started (the server and worker fork children)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stop_group(proc)
 
 
 def prefect(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from dacdr.processes import stop_group
 
 STARTUP_TIMEOUT_S = 240
 
@@ -162,14 +163,8 @@ def start_bento(bento: str, env: dict[str, str], log: Path) -> tuple[str, subpro
 
 
 def stop_bento(proc: subprocess.Popen) -> None:
-    """Stop a server's process group (arbiter + workers): SIGTERM, then SIGKILL after 30 s."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+    """Stop a server's process group (arbiter + workers)."""
+    stop_group(proc)
 
 
 @contextmanager
