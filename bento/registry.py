@@ -142,8 +142,8 @@ def start_experiment(
         if data.get(EXPERIMENT):
             running = data[EXPERIMENT]["id"]
             raise RolloutError(f"domain {domain!r} already runs experiment {running!r}; stop it first")
-        if not data["stack"]:
-            raise RolloutError(f"domain {domain!r} has no production model to compare with")
+        if not data["stack"] and control is None:
+            raise RolloutError(f"domain {domain!r} has no production model to compare with (give a control)")
         live_share = share if mode == LIVE else 0.0
         arms = [
             {"name": "control", "model_tag": control or data["stack"][-1], "share": 1.0 - live_share,
