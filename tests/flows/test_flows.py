@@ -83,7 +83,35 @@ def test_pipeline_trains_packages_and_rolls_out_every_domain(tiny_pipeline: Pipe
         assert d["baseline"] == "popularity" and d["auc_diff_se"] > 0, d
         beats = d["auc_diff"] > 2 * d["auc_diff_se"]
         assert d["action"] == ("promote" if beats else "keep"), d["reason"]
-        assert production_model(d["domain"]) == (d["candidate"] if beats else None)
+        ab = summary["ab"]
+        if ab["domain"] != d["domain"]:  # the A/B domain's production is the online decision's (below)
+            assert production_model(d["domain"]) == (d["candidate"] if beats else None)
+
+
+def test_main_job_ends_with_an_ab_test(tiny_pipeline: PipelineRun) -> None:
+    """The closing A/B served both arms from one live Bento, logged every answer, reported the lift
+    with its interval and decided; production follows the decision."""
+    ab = tiny_pipeline.summary["ab"]
+    arms = {a["arm"]: a for a in ab["report"]["arms"]}
+    assert set(arms) == {"control", "candidate"} and all(a["requests"] > 0 for a in arms.values())
+    assert ab["control"] != ab["candidate"]
+    lifts = [x for x in ab["report"]["lifts"] if x["arm"] == "candidate"]
+    assert lifts and all(x["low"] <= x["lift"] <= x["high"] for x in lifts)
+    action = ab["decision"]["action"]
+    assert action in ("promote", "rollback", "keep", "continue")
+    from bento.rollout import production_model
+
+    offline = next(d for d in tiny_pipeline.summary["rollout"] if d["domain"] == ab["domain"])
+    if action == "promote":
+        expected = ab["candidate"]
+    elif action == "rollback" and offline["production"] == ab["candidate"]:
+        expected = offline["previous"]  # the candidate had been promoted offline: the previous returns
+    else:
+        expected = offline["production"]  # keep / continue / a rollback of a model never promoted
+    assert production_model(ab["domain"]) == expected
+    served = list((tiny_pipeline.workdir / "served").rglob("*.parquet"))
+    assert served, "the service wrote no served-ranking log"
+    assert "A/B on" in tiny_pipeline.output and "lift" in tiny_pipeline.output
 
 
 def test_smoke_request_ranks_the_requested_items(tiny_pipeline: PipelineRun) -> None:
