@@ -30,9 +30,10 @@ from features.io import write_table
 from features.served import CLICKS, CLICKS_SCHEMA, POSITION, SERVED, impressions_of, join_clicks
 from features.simulator.clicks import Responder
 from features.simulator.run import read_manifest
-from features.simulator.tables import _day_times, _ts
+from features.simulator.tables import _behaviors_block, _day_times, _ts
 from features.simulator.world import (
     ONBOARD,
+    PRESETS,
     START_DATE,
     TARGETS,
     LatentState,
@@ -173,6 +174,11 @@ def simulate_online(
         dt = day.isoformat()
         if C.list_partitions(out, C.IMPRESSIONS, dt):
             raise FileExistsError(f"{C.partition_dir(out, C.IMPRESSIONS, dt)} already holds logs")
+        # the world keeps browsing the source domain: the day's behaviours, as the offline days have
+        cfg = PRESETS[manifest["preset"]]
+        for block in range(-(-cfg.n_users // cfg.user_block)):
+            beh = _behaviors_block(state, manifest["seed"], day_idx, day, block)
+            write_table(beh, C.partition_dir(out, C.BEHAVIORS, dt) / f"part-{block:05d}.parquet")
         for domain, service in services.items():
             requests = day_requests(state, seed, domain, day, day_idx, requests_per_day, n_candidates)
             shadow = (shadow_arms or {}).get(domain, ())
