@@ -65,7 +65,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     if ab:
         lines.append(f"A/B on {ab['domain']}: candidate {ab['candidate']} vs control {ab['control']}")
         for lift in ab["report"]["lifts"]:
-            lines.append(f"  {lift['metric']:<16} lift {lift['lift']:+7.1%}  95% CI [{lift['low']:+.1%}, "
+            if lift["lift"] != lift["lift"]:  # NaN: no events of this metric in either arm (e.g. no purchase)
+                lines.append(f"  {lift['metric']:<22} n/a (no events)")
+                continue
+            lines.append(f"  {lift['metric']:<22} lift {lift['lift']:+7.1%}  95% CI [{lift['low']:+.1%}, "
                          f"{lift['high']:+.1%}]  p {lift['p_value']:.3f}")
         lines.append(f"  decision: {ab['decision']['action']} ({ab['decision']['reason']})")
     lines.append("stage wall times")

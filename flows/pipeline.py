@@ -196,7 +196,7 @@ def ab_task(workdir: str, tag: dict[str, str], decision: dict[str, Any], days: i
     log = layout.root / "serve" / f"ab-{domain}.log"
     with serving(tag["bento"], layout.feast, log, served_log=served) as url:
         result = ab_experiment(workdir, domain, candidate, services={domain: url}, days=days, seed=seed,
-                               horizon_requests=days * AB_REQUESTS_PER_DAY,
+                               horizon_requests=days * AB_REQUESTS_PER_DAY // 2,  # per arm: half each
                                requests_per_day=AB_REQUESTS_PER_DAY, served_log=str(served), control=control)
     return {"domain": domain, "control": control, "candidate": candidate, **result}
 

@@ -3,7 +3,8 @@
     python scripts/results_tables.py coldstart RUN [RUN ...]   # dacdr experiment coldstart outputs
     python scripts/results_tables.py ranking RUN [RUN ...]     # dacdr experiment ranking outputs
 
-Several folders of one data set are concatenated (e.g. the zoo run and an ablation run). Closed-form rows
+Several folders of one data set are concatenated (e.g. the zoo run and an ablation run); RUN:SUFFIX appends
+SUFFIX to that run's model names (two runs of one model under different settings). Closed-form rows
 come first. Cold-start also prints each model minus `bias`, paired by (beta, seed) split.
 """
 
@@ -24,14 +25,24 @@ def _cell(x: pd.Series) -> str:
     return f"{x.mean():.4f} ± {se:.4f}"
 
 
+def _read(runs: list[str]) -> pd.DataFrame:
+    """results.csv of every RUN[:SUFFIX], model names suffixed."""
+    frames = []
+    for spec in runs:
+        path, _, suffix = spec.partition(":")
+        df = pd.read_csv(Path(path) / "results.csv")
+        frames.append(df.assign(model=df["model"] + suffix))
+    return pd.concat(frames, ignore_index=True)
+
+
 def _order(models: list[str]) -> list[str]:
     """Closed-form rows first, then the rest in run order."""
     return [m for m in CLOSED_FORM if m in models] + [m for m in models if m not in CLOSED_FORM]
 
 
-def coldstart(runs: list[Path]) -> str:
+def coldstart(runs: list[str]) -> str:
     """RMSE per model and beta, and the paired difference to `bias`."""
-    df = pd.concat([pd.read_csv(r / "results.csv") for r in runs], ignore_index=True)
+    df = _read(runs)
     betas = sorted(df["beta"].unique())
     lines = ["| model | " + " | ".join(f"RMSE β={b:g}" for b in betas) + " | " +
              " | ".join(f"− bias β={b:g}" for b in betas) + " |", "|---|" + "---|" * 2 * len(betas)]
@@ -49,9 +60,9 @@ def coldstart(runs: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def ranking(runs: list[Path]) -> str:
+def ranking(runs: list[str]) -> str:
     """AUC, GAUC, NDCG@10, HR@10 per model."""
-    df = pd.concat([pd.read_csv(r / "results.csv") for r in runs], ignore_index=True)
+    df = _read(runs)
     lines = ["| model | AUC | GAUC | NDCG@10 | HR@10 |", "|---|---|---|---|---|"]
     for m in _order(list(dict.fromkeys(df["model"]))):
         own = df[df["model"] == m]
@@ -61,7 +72,7 @@ def ranking(runs: list[Path]) -> str:
 
 
 if __name__ == "__main__":
-    kind, dirs = sys.argv[1], [Path(p) for p in sys.argv[2:]]
+    kind, dirs = sys.argv[1], sys.argv[2:]
     if kind not in ("coldstart", "ranking") or not dirs:
         sys.exit("usage: results_tables.py coldstart|ranking RUN [RUN ...]")
     print(coldstart(dirs) if kind == "coldstart" else ranking(dirs))
