@@ -4,7 +4,8 @@
     python scripts/results_tables.py ranking RUN [RUN ...]     # dacdr experiment ranking outputs
 
 Several folders of one data set are concatenated (e.g. the zoo run and an ablation run); RUN:SUFFIX appends
-SUFFIX to that run's model names (two runs of one model under different settings). Closed-form rows
+SUFFIX to that run's model names, RUN:SUFFIX:PREFIX only to those starting with PREFIX (two runs of one
+model under different settings). Closed-form rows
 come first. Cold-start also prints each model minus `bias`, paired by (beta, seed) split.
 """
 
@@ -29,9 +30,10 @@ def _read(runs: list[str]) -> pd.DataFrame:
     """results.csv of every RUN[:SUFFIX], model names suffixed."""
     frames = []
     for spec in runs:
-        path, _, suffix = spec.partition(":")
+        path, suffix, prefix = (spec.split(":") + ["", ""])[:3]
         df = pd.read_csv(Path(path) / "results.csv")
-        frames.append(df.assign(model=df["model"] + suffix))
+        hit = df["model"].str.startswith(prefix)
+        frames.append(df.assign(model=df["model"].where(~hit, df["model"] + suffix)))
     return pd.concat(frames, ignore_index=True)
 
 
