@@ -41,7 +41,10 @@ def test_checkpoint_round_trip_rebuilds_identical_model(
     # the best checkpoint is the epoch with the best validation AUC (never test)
     rows = [json.loads(line) for line in (synth_run / METRICS).read_text().splitlines()]
     best = max(rows, key=lambda r: r["val_mean_domain_auc"])
-    assert meta["epoch"] == best["epoch"] and meta["val_value"] == best["val_mean_domain_auc"]
+    if meta["epoch"] == -1:  # the untrained start (DACDR's closed-form prior) was never beaten
+        assert best["val_mean_domain_auc"] <= meta["val_value"]
+    else:
+        assert meta["epoch"] == best["epoch"] and meta["val_value"] == best["val_mean_domain_auc"]
 
 
 def test_old_or_foreign_checkpoints_fail_with_a_clear_error(synth_run: Path, tmp_path: Path) -> None:
