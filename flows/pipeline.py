@@ -284,6 +284,7 @@ def pipeline(
         "rollout": decisions,
         "smoke": answer,
         "ab": ab,
+        "days": days,  # the simulated days (the A/B appends its own days to the zone after them)
         "budget": {**asdict(budget), "epochs": epochs},
         "stage_seconds": clock.seconds,
         "total_seconds": time.perf_counter() - clock.started,

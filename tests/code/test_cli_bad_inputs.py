@@ -25,6 +25,22 @@ class _RunsCode:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.fixture(autouse=True)
+def _prefect_console_on_the_real_stderr() -> None:
+    """Prefect's console log handler keeps the stream it was created with, which is an earlier
+    CliRunner's (closed) stderr when another in-process command set Prefect's logging up; a stray record
+    of a background Prefect thread would then land in this command's stderr as a 'Logging error'."""
+    import logging
+    import sys
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for logger in [logging.getLogger(), *map(logging.getLogger, list(logging.root.manager.loggerDict))]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.console.file = sys.__stderr__
+
+
 def _one_error_line(res: object) -> str:
     """The single stderr line of a refused command (asserting exit 2, nothing else printed)."""
     lines = res.stderr.splitlines()

@@ -145,9 +145,16 @@ def test_onboard_domain_runs_as_a_deployment(
         stop(worker)
     detail = f"{run.stdout}\n{run.stderr}\nworker log:\n{(tmp_path / 'worker.log').read_text()[-4000:]}"
     assert run.returncode == 0 and "Completed" in run.stdout, detail
-    # the new domain is live: its Bento exists and its model is in production
+    # the new domain's Bento exists; its model is in production exactly when the offline gate promoted it
+    # (a first model must beat popularity on the holdout by > 2 s.e.; the registry's history says which)
     bento = bentoml.bentos.get(f"dacdr-{NEW_DOMAIN}:latest")
-    assert production_model(NEW_DOMAIN) == bento.info.labels["model"]
+    from bento.registry import read_registry
+
+    tag = bento.info.labels["model"]
+    decided = [h for h in read_registry(NEW_DOMAIN)["history"] if h.get("candidate") == tag]
+    assert decided, "no rollout decision recorded for the onboarded model"
+    promoted = decided[-1]["action"] == "promote"
+    assert production_model(NEW_DOMAIN) == (tag if promoted else None)
     lake = layout.onboard(NEW_DOMAIN) / "lake"
     accepted = io.read_table(lake / "curated", C.IMPRESSIONS)
     assert set(accepted.column(C.DOMAIN).to_pylist()) == {NEW_DOMAIN}
