@@ -40,6 +40,14 @@ def test_daily_on_ray_writes_what_local_wrote(ray_session: str, tiny_pipeline: P
     day = tiny_pipeline.summary["days"][-1]  # the pipeline's last day (the closing A/B's days come after)
     local = json.loads((layout.lake / "reports" / f"dt={day}.json").read_text())  # the local engine's
     curated = tree_digest(layout.curated)
+    # snapshots are built from the whole curated zone, which holds the closing A/B's days too (ingested
+    # after the pipeline's features stage): the local reference is rebuilt from the same zone first
+    from datetime import date, timedelta
+
+    from flows.featurize import features
+
+    end = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+    features(str(layout.root), end=end, engine="local")
     snapshots = pq.read_table(data_dir(layout.feast) / USER_SEQUENCES_FILE)
     on_ray = daily(str(layout.logs), str(layout.root), dt=day, retrain=False, engine="ray", runner="ray")
     assert on_ray["validation"]["tables"] == local["tables"] and local["status"] == "ok"
