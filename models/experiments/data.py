@@ -38,7 +38,7 @@ def implicit_examples(clicks: pd.DataFrame, negatives: int = SOURCE_NEGATIVES, s
     from features.interactions import available_pool, sample_negatives
 
     item = clicks[C.ITEM_ID].to_numpy()
-    when = clicks[C.EVENT_TIME].to_numpy().astype("datetime64[us]").astype(np.int64)
+    when = clicks[C.EVENT_TIME].astype("int64").to_numpy()  # only the order matters: any time unit
     pool, avail = available_pool(item, when)
     users = clicks[C.USER_ID].to_numpy().astype(np.int64)
     seen = np.unique(users * np.int64(pool.max() + 1) + item)
