@@ -3,7 +3,7 @@
 dacdr package RUN_DIR --domain D [--feast-repo W]   model store entry + Bento dacdr-<D>
 dacdr serve --domain D --feast-repo W [--port P] [--served-log DIR]
                                                     bentoml serve the domain's Bento on 127.0.0.1
-dacdr rollout --domain D --model TAG --dataset DIR  promote when holdout AUC >= production's
+dacdr rollout --domain D --model TAG --dataset DIR  promote unless worse than production by > 2 s.e.
 dacdr rollback --domain D                           restore the previous production model
 """
 
@@ -108,7 +108,7 @@ def rollout_cmd(
     ),
     build: bool = typer.Option(True, help="Rebuild the Bento dacdr-<domain> when production changes."),
 ) -> None:
-    """Promote a model if its holdout AUC >= the production model's (same rows with --dataset)."""
+    """Promote a model unless its holdout says it is worse than production (paired bootstrap)."""
     from bento.packaging import build_bento
     from bento.rollout import RolloutError, holdout_auc, rollout
 
