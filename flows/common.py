@@ -84,6 +84,11 @@ class Layout:
         """Working folder of one onboarded domain (its curated zone, dataset)."""
         return self.root / "onboard" / C.check_domain_name(domain)
 
+    def experiment_lake(self, experiment_id: str) -> Path:
+        """Validation output of one simulated A/B test's days: the experiment's slice of traffic is not a
+        whole production day, so it keeps its own count history (features.suites.CountBounds)."""
+        return self.root / "experiments" / experiment_id / "lake"
+
     @property
     def bentoml_home(self) -> Path:
         """The local BentoML store (models and Bentos)."""

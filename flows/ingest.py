@@ -48,18 +48,19 @@ def report_table(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @flow(name="ingest")
-def ingest(logs: str, dt: str, workdir: str, engine: str = LOCAL) -> dict[str, Any]:
+def ingest(logs: str, dt: str, workdir: str, engine: str = LOCAL, lake: str | None = None) -> dict[str, Any]:
     """Validate the landing zone's `dt` partition: curated + quarantine + Data Docs + artifact.
 
     A table-level failure (schema, empty/unreadable file, count anomaly) fails this flow run
     and leaves the curated zone untouched; row-level failures go to quarantine with a reason.
     Re-running a day replaces that day's outputs. `engine` ray runs the row rules on Ray Data; the
     task itself runs on the flow's task runner (submitted, so a RayTaskRunner puts it on Ray).
+    `lake` replaces the workdir's lake (validation output and the count history it reads).
     """
     configure_run_logs()  # stage and epoch lines to this run's logs (UI)
-    layout = Layout.of(workdir)
+    out = lake or str(Layout.of(workdir).lake)
     try:
-        report = validate_task.submit(str(Path(logs).resolve()), dt, str(layout.lake), engine).result()
+        report = validate_task.submit(str(Path(logs).resolve()), dt, out, engine).result()
     except Exception as exc:
         create_markdown_artifact(
             f"# Validation of {dt} FAILED\n\n```\n{exc}\n```\n\nNothing was written to the curated zone.",

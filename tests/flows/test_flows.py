@@ -113,6 +113,14 @@ def test_main_job_ends_with_an_ab_test(tiny_pipeline: PipelineRun) -> None:
     assert production_model(ab["domain"]) == expected
     served = list((tiny_pipeline.workdir / "served").rglob("*.parquet"))
     assert served, "the service wrote no served-ranking log"
+    # the simulated A/B days (a few hundred requests, not a production day) are validated into the
+    # experiment's own lake: in the production lake their row counts would fail the count bound on demo
+    layout = Layout.of(tiny_pipeline.workdir)
+    ab_days = sorted(set(C.list_days(layout.logs, C.IMPRESSIONS)) - set(tiny_pipeline.summary["days"]))
+    assert ab["validated_days"] == len(ab_days) > 0
+    reports = layout.experiment_lake(ab["experiment"]) / "reports"
+    assert sorted(p.stem for p in reports.glob("dt=*.json")) == [f"dt={d}" for d in ab_days]
+    assert not any((layout.lake / "reports" / f"dt={d}.json").exists() for d in ab_days)
     assert "A/B on" in tiny_pipeline.output and "lift" in tiny_pipeline.output
 
 
