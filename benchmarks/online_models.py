@@ -26,7 +26,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,6 +40,12 @@ SPLITS = ("train", "validation", "test")
 app = typer.Typer(add_completion=False)
 
 
+def fail(message: str) -> NoReturn:
+    """One `error: ...` line on stderr, exit status 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
 def prepare(workdir: Path, preset: str, seed: int) -> dict[str, Any]:
     """The main job's summary: `dacdr pipeline --no-smoke` into `workdir` unless it already ran there."""
     summary = workdir / "pipeline_summary.json"
@@ -49,7 +55,7 @@ def prepare(workdir: Path, preset: str, seed: int) -> dict[str, Any]:
         subprocess.run(cmd, check=True, env={**os.environ, "PREFECT_HOME": str(workdir / "prefect")})
     out = json.loads(summary.read_text())
     if out["preset"] != preset:
-        raise SystemExit(f"error: {workdir} holds a {out['preset']!r} pipeline, not {preset!r}")
+        fail(f"{workdir} holds a {out['preset']!r} main job, not {preset!r}")
     return out
 
 
@@ -188,11 +194,11 @@ def main(
     from flows.pipeline import PRESET_BUDGETS
 
     if preset not in PRESET_BUDGETS:
-        raise SystemExit(f"error: --preset must be one of {sorted(PRESET_BUDGETS)}, got {preset!r}")
+        fail(f"--preset must be one of {sorted(PRESET_BUDGETS)}, got {preset!r}")
     summary = prepare(workdir, preset, seed)
     t_prep = time.perf_counter()
     from bento.ab import ab_report
-    from bento.registry import start_arms, stop_experiment
+    from bento.registry import RolloutError, experiment_of, start_arms, stop_experiment
     from bento.rollout import checkpoint_of, holdout_auc
     from features.simulator.http import HttpService
     from features.simulator.traffic import simulate_online
@@ -200,10 +206,17 @@ def main(
     from flows.pipeline import serving, smoke_query
 
     layout = Layout.of(workdir)
-    bentos = {t["domain"]: t for t in summary["bentos"]}
+    targets = json.loads((layout.dataset / "manifest.json").read_text())["target_domains"]
+    bentos = {t["domain"]: t for t in summary["bentos"] if t["domain"] in targets}  # not onboarded ones
     domain = domain or summary["bentos"][0]["domain"]
     if domain not in bentos:
-        raise SystemExit(f"error: --domain {domain!r}: the main job packaged {sorted(bentos)}")
+        fail(f"--domain {domain!r}: the main job's dataset and Bentos cover {sorted(bentos)}")
+    try:
+        running = experiment_of(domain)
+    except RolloutError as exc:
+        fail(str(exc))
+    if running:  # checked before training: the arms could not start
+        fail(f"{domain} already runs experiment {running['id']!r}; `dacdr ab stop --domain {domain}` first")
     runs = layout.runs
     subset = domain_dataset(layout.dataset, domain, workdir / "datasets" / domain)
     tags = {
