@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -99,34 +100,65 @@ def traffic_zone(logs: Path, out: Path) -> Path:
     return out
 
 
-def wait_for_arms(url: str, domain: str, query: dict[str, Any], timeout: float = 120.0) -> None:
-    """Until the service answers from the experiment's arms (it re-reads the registry within a second
-    and loads every arm's model then)."""
+def wait_for_arms(url: str, experiment_id: str, query: dict[str, Any], timeout: float = 120.0) -> None:
+    """Until the service answers from the arms of `experiment_id` (it re-reads the registry within a
+    second and loads every arm's model then); an answer from the previous experiment does not count."""
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        answer = httpx.post(f"{url}/rank", json=query, timeout=60).json()
-        if answer.get("experiment_id"):
+        if httpx.post(f"{url}/rank", json=query, timeout=60).json().get("experiment_id") == experiment_id:
             return
         time.sleep(0.5)
-    raise TimeoutError(f"{url}: the {domain} service did not pick up the experiment in {timeout:g} s")
+    raise TimeoutError(f"{url} did not pick up experiment {experiment_id} in {timeout:g} s")
 
 
-def joined_of(zone: Path, experiment_id: str, seed: int) -> pa.Table:
-    """The experiment's shown rows with their clicks; request and user ids prefixed by the seed so the
-    seeds can be pooled (each seed assigns users afresh, so (seed, user) is the cluster)."""
-    from features import contract as C
+def joined_of(zone: Path, experiment_id: str) -> pa.Table:
+    """The experiment's shown rows with their clicks, sorted by request and position."""
     from features.served import EXPERIMENT_ID, join_clicks, read_clicks, read_served
     from features.simulator.traffic import ONLINE_DIR
 
     served = read_served(zone / ONLINE_DIR)
     served = served.filter(pc.equal(served.column(EXPERIMENT_ID), experiment_id))
-    joined = join_clicks(served, read_clicks(zone / ONLINE_DIR))
+    return join_clicks(served, read_clicks(zone / ONLINE_DIR))
+
+
+def poolable(joined: pa.Table, seed: int) -> pa.Table:
+    """Request and user ids prefixed by the seed, so seeds can be pooled (each seed assigns users afresh:
+    (seed, user) is the cluster)."""
+    from features import contract as C
+
     req = pc.binary_join_element_wise(f"s{seed}-", joined.column(C.REQUEST_ID), "")
     users = pc.add(joined.column(C.USER_ID), seed * 10**12)
     joined = joined.set_column(joined.schema.get_field_index(C.REQUEST_ID), C.REQUEST_ID, req)
     return joined.set_column(joined.schema.get_field_index(C.USER_ID), C.USER_ID, users)
+
+
+def served_auc(state: Any, domain: str, joined: pa.Table) -> dict[str, float]:
+    """arm -> the noise-free AUC of its scores against the true p_click over pairs of candidates of the
+    same request (how well it orders what it was given; `joined` is sorted by request and position)."""
+    from features import contract as C
+    from features.served import ARM, SCORE
+    from features.simulator import Responder, click_probability
+
+    users, items = joined.column(C.USER_ID).to_numpy(), joined.column(C.ITEM_ID).to_numpy()
+    u, i = Responder(state, 0).indices(users, items)
+    p_all, s_all = click_probability(state, domain, u, i), joined.column(SCORE).to_numpy()
+    arms = joined.column(ARM).to_numpy(zero_copy_only=False).astype(str)
+    requests = joined.column(C.REQUEST_ID).to_numpy(zero_copy_only=False)
+    _, per_request = np.unique(requests, return_counts=True)
+    k = int(per_request[0])
+    if (per_request != k).any():
+        raise ValueError("requests show different numbers of items; the within-request AUC needs one")
+    out = {}
+    for arm in np.unique(arms):
+        m = arms == arm
+        p, s = p_all[m].reshape(-1, k), s_all[m].reshape(-1, k)
+        pair = p[:, :, None] * (1 - p[:, None, :])  # P(i clicked, j not), i != j
+        pair[:, np.arange(k), np.arange(k)] = 0.0
+        above = (s[:, :, None] > s[:, None, :]) + 0.5 * (s[:, :, None] == s[:, None, :])
+        out[str(arm)] = round(float((pair * above).sum() / pair.sum()), 4)
+    return out
 
 
 def summarise(report: Any) -> dict[str, dict[str, Any]]:
@@ -157,11 +189,11 @@ def pct(x: list[float | None]) -> str:
 
 
 def markdown(out: dict[str, Any]) -> str:
-    """One row per arm: holdout AUC, requests, CTR, lifts per seed and pooled."""
+    """One row per arm: holdout and served AUC, requests, CTR, lifts per seed and pooled."""
     seeds = ", ".join(str(s["seed"]) for s in out["per_seed"])
-    rows = [f"| arm | holdout AUC | requests | CTR | CTR lift vs popularity, 95 % CI (seeds {seeds}) | "
-            "pooled CTR lift | GMV / 1000 requests lift (per seed) | pooled GMV lift |",
-            "|---|---:|---:|---:|---|---|---|---|"]
+    rows = [f"| arm | holdout AUC | served AUC | requests | CTR | CTR lift vs popularity, 95 % CI "
+            f"(seeds {seeds}) | pooled CTR lift | GMV / 1000 requests lift (per seed) | pooled GMV lift |",
+            "|---|---:|---:|---:|---:|---|---|---|---|"]
     for arm in (out["control"], *CANDIDATES):
         pooled = out["pooled"][arm]
         per_seed = [s["arms"][arm] for s in out["per_seed"]]
@@ -171,7 +203,8 @@ def markdown(out: dict[str, Any]) -> str:
         ctr_pooled = pct(pooled["ctr_lift"]) if "ctr_lift" in pooled else "–"
         gmv_pooled = pct(pooled["gmv_lift"]) if "gmv_lift" in pooled else "–"
         auc = out["holdout_auc"][arm]
-        rows.append(f"| {name} | {auc:.4f} | {pooled['requests']} | {pooled['ctr']:.4f} | {ctr_seeds} | "
+        rows.append(f"| {name} | {auc:.4f} | {pooled['served_auc']:.4f} | {pooled['requests']} | "
+                    f"{pooled['ctr']:.4f} | {ctr_seeds} | "
                     f"{ctr_pooled} | {gmv_seeds} | {gmv_pooled} |")
     return "\n".join(rows)
 
@@ -200,6 +233,7 @@ def main(
     from bento.ab import ab_report
     from bento.registry import RolloutError, experiment_of, start_arms, stop_experiment
     from bento.rollout import checkpoint_of, holdout_auc
+    from features.simulator import latent_state, read_manifest
     from features.simulator.http import HttpService
     from features.simulator.traffic import simulate_online
     from flows.common import Layout
@@ -232,6 +266,8 @@ def main(
     t_train = time.perf_counter()
     base = workdir / "online_models" / datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S")
     query = smoke_query(layout.curated, domain, summary["days"][-1])
+    manifest = read_manifest(layout.logs)
+    world = latent_state(manifest["preset"], manifest["seed"], manifest["n_targets"])
     per_seed, joined = [], []
     with serving(bentos[domain]["bento"], layout.feast, base / "serve.log") as url:
         for k in range(seeds):
@@ -240,17 +276,24 @@ def main(
             exp = start_arms(domain, {arm: tags[arm] for arm in CANDIDATES}, control=tags[CONTROL_MODEL],
                              experiment_id=name, salt=name)
             try:
-                wait_for_arms(url, domain, query)
+                wait_for_arms(url, exp["id"], query)
                 zone = traffic_zone(layout.logs, base / f"seed{traffic_seed}")
-                simulate_online(zone, {domain: HttpService(url)}, days, traffic_seed, requests)
+                simulate_online(zone, {domain: HttpService(url)}, days, traffic_seed, requests, state=world)
             finally:
                 stop_experiment(domain, "benchmarks/online_models.py: traffic done")
             seconds = round(time.perf_counter() - t_seed, 1)
-            rows = joined_of(zone, exp["id"], traffic_seed)
-            joined.append(rows)
+            rows = joined_of(zone, exp["id"])
+            answered = pc.count_distinct(rows.column("request_id")).as_py()
+            if answered != days * requests:  # every request must come from this experiment's arms
+                raise RuntimeError(f"seed {traffic_seed}: {answered} of {days * requests} requests in {name}")
+            joined.append(poolable(rows, traffic_seed))
             arms = summarise(ab_report(rows, "control"))
+            for arm, value in served_auc(world, domain, rows).items():
+                arms[arm]["served_auc"] = value
             per_seed.append({"seed": traffic_seed, "seconds": seconds, "arms": arms})
     pooled = summarise(ab_report(pa.concat_tables(joined), "control"))
+    for arm, row in pooled.items():
+        row["served_auc"] = round(float(np.mean([s["arms"][arm]["served_auc"] for s in per_seed])), 4)
     out = {
         "preset": preset, "domain": domain, "days": days, "requests_per_day": requests,
         "traffic_seeds": [s["seed"] for s in per_seed], "control": "control",
