@@ -9,10 +9,11 @@ job's budget); the domain's Bento serves them as four live arms of one experimen
 the simulator's users (`features.simulator.traffic.simulate_online` over `HttpService`, the code
 of `dacdr simulate-online`) send D days x R requests per traffic seed. Per arm: requests, CTR, CTR
 and GMV/1000-requests lift over popularity with user-clustered 95 % intervals (bento.ab), per seed
-and pooled over the seeds, and the arm's holdout AUC (the domain's test rows, as the rollout gate
-scores them). Prints one JSON object and a Markdown table:
+and pooled over the seeds, the arm's holdout AUC (the domain's test rows, as the rollout gate scores
+them) and its served AUC (within-request expected AUC against the true p_click on what it served).
+Prints one JSON object and a Markdown table (about 10 min from an empty workdir on 2 idle cores):
 
-    .venv/bin/python benchmarks/online_models.py --workdir /tmp/online_models --days 7 --requests 2000
+    .venv/bin/python benchmarks/online_models.py --workdir /tmp/online_models --days 7 --requests 8000
 """
 
 from __future__ import annotations
