@@ -25,6 +25,7 @@ from features import contract as C
 REGISTRY_DIR = "dacdr_registry"
 EXPERIMENT = "experiment"
 LIVE, SHADOW = "live", "shadow"
+CONTROL = "control"  # the control arm's name
 
 
 class RolloutError(RuntimeError):
@@ -136,27 +137,53 @@ def start_experiment(
     Tags are taken as given (the CLI resolves them in the model store first). RolloutError when the
     domain has no production model or an experiment already runs.
     """
+    live_share = share if mode == LIVE else 0.0
+    arms = [
+        {"name": CONTROL, "model_tag": control, "share": 1.0 - live_share, "mode": LIVE},
+        {"name": "candidate", "model_tag": candidate, "share": share, "mode": mode},
+    ]
+    return _start(domain, arms, exploration, horizon_requests, experiment_id, salt)
+
+
+def start_arms(
+    domain: str,
+    candidates: dict[str, str],
+    control: str | None = None,
+    exploration: float = 0.0,
+    horizon_requests: int = 0,
+    experiment_id: str | None = None,
+    salt: str | None = None,
+) -> dict[str, Any]:
+    """Start a test of several live arms with equal shares: arm "control" (production, or the model tag
+    `control`) and one arm per entry of `candidates` (arm name -> model tag); each candidate is
+    compared with the control. RolloutError as for `start_experiment`."""
+    if not candidates:
+        raise RolloutError("an experiment needs at least one candidate arm")
+    share = 1.0 / (len(candidates) + 1)
+    arms = [{"name": CONTROL, "model_tag": control, "share": share, "mode": LIVE}]
+    arms += [{"name": n, "model_tag": tag, "share": share, "mode": LIVE} for n, tag in candidates.items()]
+    return _start(domain, arms, exploration, horizon_requests, experiment_id, salt)
+
+
+def _start(domain: str, arms: list[dict[str, Any]], exploration: float, horizon_requests: int,
+           experiment_id: str | None, salt: str | None) -> dict[str, Any]:
+    """Write an experiment of `arms` (the first is the control; its model_tag None means production)."""
     if not 0.0 <= exploration < 1.0:
         raise RolloutError(f"exploration must be in [0, 1), got {exploration}")
     with locked_registry(domain) as data:
         if data.get(EXPERIMENT):
             running = data[EXPERIMENT]["id"]
             raise RolloutError(f"domain {domain!r} already runs experiment {running!r}; stop it first")
-        if not data["stack"] and control is None:
+        if not data["stack"] and arms[0]["model_tag"] is None:
             raise RolloutError(f"domain {domain!r} has no production model to compare with (give a control)")
-        live_share = share if mode == LIVE else 0.0
-        arms = [
-            {"name": "control", "model_tag": control or data["stack"][-1], "share": 1.0 - live_share,
-             "mode": LIVE},
-            {"name": "candidate", "model_tag": candidate, "share": share, "mode": mode},
-        ]
+        arms = [{**arms[0], "model_tag": arms[0]["model_tag"] or data["stack"][-1]}, *arms[1:]]
         _check_arms(arms)
         exp = {
             "id": experiment_id or f"{domain}-{uuid.uuid4().hex[:8]}",
             "salt": salt or uuid.uuid4().hex,
             "arms": arms,
             "exploration": float(exploration),
-            "control": "control",
+            "control": CONTROL,
             "horizon_requests": int(horizon_requests),
             "started_at": now(),
         }

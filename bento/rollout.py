@@ -279,6 +279,14 @@ def decide_online(domain: str, report: Any, arm: str = "candidate") -> RolloutDe
     return decision
 
 
+def ab_control(decision: dict[str, Any], candidate: str) -> str | None:
+    """The control model of an A/B test of `candidate` after its offline decision (RolloutDecision.to_dict):
+    the previous production model when the candidate was promoted, else the production model; None when
+    there is none (a domain's first model: the caller compares it with `popularity`)."""
+    promoted = decision.get("production") == candidate
+    return decision.get("previous") if promoted else decision.get("production")
+
+
 def popularity_scores(train: Any, test: Any) -> np.ndarray:
     """`popularity` on the holdout: each item's training CTR shrunk towards the domain's CTR."""
     import pyarrow.compute as pc

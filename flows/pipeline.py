@@ -184,14 +184,13 @@ def ab_task(workdir: str, tag: dict[str, str], decision: dict[str, Any], days: i
             ) -> dict[str, Any]:
     """A short A/B test of the domain's new model against its previous production model (popularity on a
     first run), on simulated traffic against the live Bento; returns the report and the decision."""
+    from bento.rollout import ab_control
     from flows.experiment import ab_experiment
     from flows.package import popularity_model_task
 
     layout = Layout.of(workdir)
     domain, candidate = tag["domain"], tag["model"]
-    promoted = decision.get("production") == candidate
-    previous = decision.get("previous") if promoted else decision.get("production")
-    control = previous or popularity_model_task(workdir, domain, str(layout.dataset))
+    control = ab_control(decision, candidate) or popularity_model_task(workdir, domain, str(layout.dataset))
     served = layout.root / "served"
     log = layout.root / "serve" / f"ab-{domain}.log"
     with serving(tag["bento"], layout.feast, log, served_log=served) as url:

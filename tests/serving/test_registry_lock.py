@@ -116,3 +116,31 @@ def test_experiment_shares_are_checked(tmp_path: Path, share: float) -> None:
             data["stack"].append("dacdr-deals_page:v1")
         with pytest.raises(RolloutError, match="share"):
             start_experiment(DOMAIN, "dacdr-deals_page:v2", share=share)
+
+
+def test_start_arms_splits_users_equally_over_every_arm(tmp_path: Path) -> None:
+    """start_arms: production as control plus three candidates, a quarter each; the service's parser
+    takes it and users land on all four arms; an arm named like the control is refused."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    from bento.arms import Experiment, assign
+    from bento.registry import RolloutError, locked_registry, start_arms, stop_experiment
+
+    with BentoMLContainer.bentoml_home.patch(str(tmp_path)):
+        with pytest.raises(RolloutError, match="no production model"):
+            start_arms(DOMAIN, {"a": "dacdr-deals_page:a"})
+        with locked_registry(DOMAIN) as data:
+            data["stack"].append("dacdr-deals_page:prod")
+        cands = {"a": "dacdr-deals_page:a", "b": "dacdr-deals_page:b", "c": "dacdr-deals_page:c"}
+        exp = start_arms(DOMAIN, cands, salt="s")
+        stop_experiment(DOMAIN)
+        with pytest.raises(RolloutError, match="repeat"):
+            start_arms(DOMAIN, {"control": "dacdr-deals_page:a"})
+    assert [(a["name"], a["model_tag"], a["share"]) for a in exp["arms"]] == [
+        ("control", "dacdr-deals_page:prod", 0.25), *((n, t, 0.25) for n, t in cands.items())]
+    parsed = Experiment.parse(exp)
+    counts: dict[str, int] = {}
+    for user in range(4000):
+        arm = assign(parsed, user).name
+        counts[arm] = counts.get(arm, 0) + 1
+    assert set(counts) == {"control", "a", "b", "c"} and all(850 < n < 1150 for n in counts.values())
