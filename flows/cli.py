@@ -34,6 +34,9 @@ def configure_environment(workdir: Path, verbose: bool) -> None:
         # the ephemeral server's telemetry write races the first flow run for the SQLite lock
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "INFO" if verbose else "WARNING",
+        # a failed task's traceback is logged by every enclosing flow run: the UI keeps them (the
+        # api handler), the terminal gets the command's one `error:` line instead
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "0" if verbose else "CRITICAL",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
@@ -122,14 +125,20 @@ def pipeline_cmd(
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         logging.getLogger("py.warnings").setLevel(logging.ERROR)
 
-    summary = pipeline(
-        preset=preset,
-        workdir=str(workdir),
-        seed=seed,
-        device=device,
-        gpu_deployment=gpu_deployment or None,
-        smoke=smoke,
-        epochs=epochs or None,
-    )
+    from features.validation import ValidationFailed
+
+    try:
+        summary = pipeline(
+            preset=preset,
+            workdir=str(workdir),
+            seed=seed,
+            device=device,
+            gpu_deployment=gpu_deployment or None,
+            smoke=smoke,
+            epochs=epochs or None,
+        )
+    except ValidationFailed as exc:  # a data gate stopped the job: what failed, not a traceback
+        typer.echo(f"error: pipeline stopped, validation FAILED: {' '.join(str(exc).split())}", err=True)
+        raise typer.Exit(code=1) from None
     Path(summary["workdir"], "pipeline_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     typer.echo(format_summary(summary))

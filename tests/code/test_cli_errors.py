@@ -158,3 +158,25 @@ def test_push_bad_day_is_one_line(tmp_path: Path, dt: str) -> None:
     res = CliRunner().invoke(app, ["features", "push", "--logs", str(tmp_path), "--dt", dt])
     assert res.exit_code == 2, res.output
     assert res.stderr.splitlines() == [f"error: --dt {dt!r}: expected YYYY-MM-DD"], res.stderr
+
+
+def test_pipeline_stopped_by_a_data_gate_prints_one_line(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A day that fails validation stops `dacdr pipeline` with one `error:` line naming the expectation,
+    exit 1, and no traceback (Prefect's console handler is quiet unless --verbose; the UI keeps them)."""
+    import flows.pipeline
+    from features.validation import ValidationFailed
+
+    def failing_pipeline(**_: object) -> dict:
+        raise ValidationFailed("impressions", "logs/impressions", "row_count_in_bounds", "3 rows")
+
+    monkeypatch.setattr(flows.pipeline, "pipeline", failing_pipeline)
+    monkeypatch.delenv("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", raising=False)
+    res = CliRunner().invoke(app, ["pipeline", "--preset", "tiny", "--workdir", str(tmp_path / "w")])
+    assert res.exit_code == 1, (res.output, repr(res.exception))
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert lines == ["error: pipeline stopped, validation FAILED: impressions (logs/impressions): "
+                     "expectation 'row_count_in_bounds' failed: 3 rows"], res.stderr
+    import os
+
+    assert os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] == "CRITICAL"
