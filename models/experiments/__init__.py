@@ -19,7 +19,6 @@ from models.experiments.common import (
     default_grids,
     fit_one,
     quick_config,
-    train_model,
     tune_and_train,
 )
 from models.experiments.data import source_rows
@@ -47,6 +46,5 @@ __all__ = [
     "multidomain",
     "quick_config",
     "source_rows",
-    "train_model",
     "tune_and_train",
 ]

@@ -307,21 +307,6 @@ def fit_one(
                    tcfg.epochs)
 
 
-def train_model(
-    name: str,
-    data: Tensors,
-    train_t: dict[str, torch.Tensor],
-    val_t: dict[str, torch.Tensor],
-    overrides: dict,
-    cfg: ExperimentConfig,
-    seed: int,
-    out: Path,
-):  # -> (model, val_value)
-    """Train one zoo model with the shared budget; returns (best model, validation value)."""
-    res = fit_one(name, data, train_t, val_t, overrides, cfg, seed, out)
-    return res.model, res.val_value
-
-
 def capped_stages(out: Path, epochs: int) -> list[str]:
     """The fits under `out` (one metrics.jsonl per stage) whose best validation epoch is the last
     allowed one: still improving when the budget ran out."""
