@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features import contract as C
-from models.experiments.common import (
+from models.experiments.common import Progress, Tensors, absent_signals, tune_and_train
+from models.experiments.config import (
     COLDSTART_MODELS,
     COLDSTART_TRAIN_ROWS,
     JOINT,
@@ -24,13 +25,9 @@ from models.experiments.common import (
     RESULT_COLUMNS_RATING,
     TARGET,
     ExperimentConfig,
-    Progress,
-    Tensors,
-    absent_signals,
     check_config,
     check_run,
     quick_config,
-    tune_and_train,
 )
 from models.experiments.data import source_rows, zone_signals
 from models.experiments.report import write_rating_report

@@ -19,14 +19,12 @@ import pandas as pd
 import pyarrow as pa
 
 from features import contract as C
-from models.experiments.common import (
+from models.experiments.common import Progress, Tensors, absent_signals
+from models.experiments.config import (
     CTR_MODELS,
     JOINT_HISTORY,
     RANKING_TRAIN_ROWS,
     ExperimentConfig,
-    Progress,
-    Tensors,
-    absent_signals,
     check_config,
     check_run,
     quick_config,
