@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -13,6 +14,9 @@ app = typer.Typer()
 import_app = typer.Typer(help="Import public data sets into the log contract.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
+# every command here that writes a landing zone refuses a foreign --out unless forced
+Force = Annotated[bool, typer.Option("--force", help="Replace --out even if dacdr did not write it.")]
+
 
 @app.command("simulate")
 def simulate_cmd(
@@ -20,7 +24,7 @@ def simulate_cmd(
     seed: int = typer.Option(0, help="Random seed; same seed, same bytes."),
     out: Path = typer.Option(..., help="Landing-zone folder to write (replaced atomically)."),
     n_targets: int = typer.Option(3, help="Number of target domains (1-5)."),
-    force: bool = typer.Option(False, "--force", help="Replace --out even if dacdr did not write it."),
+    force: Force = False,
 ) -> None:
     """Simulate a multi-domain landing zone (source funnel, sparse target domains, onboarding domain)."""
     from features.contract import ContractError
@@ -39,11 +43,11 @@ def simulate_cmd(
 def import_amazon_cmd(
     source: Path = typer.Option(..., help="Source-category file (2014/2018 ratings CSV, 5-core JSON lines)."),
     target: Path = typer.Option(..., help="Target-category file, same formats."),
-    out: Path = typer.Option(..., help="Landing-zone folder to write (nothing is written on error)."),
+    out: Out = ...,
     fmt: str | None = typer.Option(
         None, "--format", help="Both files' format, overriding detection: 2014, 2018 or 5core."
     ),
-    force: bool = typer.Option(False, "--force", help="Replace --out even if dacdr did not write it."),
+    force: Force = False,
 ) -> None:
     """Import Amazon review ratings: source category -> behaviors (rate), target -> impressions (rating)."""
     from dataclasses import asdict
@@ -113,11 +117,21 @@ def _protocol(negatives: int, eval_negatives: int, eval_last: int, val_negatives
 
 NEGATIVES_HELP = "Implicit data: sampled negatives per training interaction (uniform over the target items)."
 EVAL_NEG_HELP = "Implicit data: sampled negatives of a user's last interaction (the test request)."
-FORCE_HELP = "Replace --out even if dacdr did not write it."
 NEG_FROM_HELP = ("Implicit data: draw negatives from the items that exist at the request's time (available) "
                  "or from every item of the domain (all).")
 VAL_NEG_HELP = "Implicit data: sampled negatives of the --eval-last - 1 interactions before it (validation)."
 EVAL_LAST_HELP = "Implicit data: a user's last N target interactions are evaluation requests."
+
+# the options both interaction importers take (interactions, c2dsr): flag, type and help stated once
+Out = Annotated[Path, typer.Option(help="Landing-zone folder to write (nothing is written on error).")]
+TitleCategories = Annotated[int, typer.Option(help="Number of title pseudo-categories.")]
+Negatives = Annotated[int, typer.Option(min=0, help=NEGATIVES_HELP)]
+EvalNegatives = Annotated[int, typer.Option(min=0, help=EVAL_NEG_HELP)]
+EvalLast = Annotated[int, typer.Option(min=0, help=EVAL_LAST_HELP)]
+ValNegatives = Annotated[int, typer.Option(min=0, help=VAL_NEG_HELP)]
+Seed = Annotated[int, typer.Option(help="Seed of the negative sampling, user sample and title clustering.")]
+SampleUsers = Annotated[int, typer.Option(min=0, help="Keep a seeded sample of N users (0: all).")]
+NegativesFrom = Annotated[str, typer.Option(help=NEG_FROM_HELP)]
 
 
 @import_app.command("interactions")
@@ -128,22 +142,22 @@ def import_interactions_cmd(
                                 "timestamp, domain; columns are header names or 0-based indices."),
     source_domain: str = typer.Option(..., help="Domain whose rows become behaviours."),
     target_domain: str = typer.Option(..., help="Domain whose rows become impressions."),
-    out: Path = typer.Option(..., help="Landing-zone folder to write (nothing is written on error)."),
+    out: Out = ...,
     sep: str = typer.Option("tab", help="Field separator: tab, comma or one character."),
     header: bool = typer.Option(False, help="The files start with a header line."),
     shared_item_ids: bool = typer.Option(False, help="An item id names the same item in every domain."),
     titles: list[Path] = typer.Option([], "--titles", help="item<TAB>title file with a header (repeatable): "
                                       "title pseudo-categories become category_id."),
-    title_categories: int = typer.Option(256, help="Number of title pseudo-categories."),
-    negatives: int = typer.Option(4, min=0, help=NEGATIVES_HELP),
-    eval_negatives: int = typer.Option(99, min=0, help=EVAL_NEG_HELP),
-    eval_last: int = typer.Option(2, min=0, help=EVAL_LAST_HELP),
-    val_negatives: int = typer.Option(99, min=0, help=VAL_NEG_HELP),
+    title_categories: TitleCategories = 256,
+    negatives: Negatives = 4,
+    eval_negatives: EvalNegatives = 99,
+    eval_last: EvalLast = 2,
+    val_negatives: ValNegatives = 99,
     source_behavior: str = typer.Option("click", help="Implicit data: behaviour type of source rows."),
-    seed: int = typer.Option(0, help="Seed of the negative sampling, user sample and title clustering."),
-    sample_users: int = typer.Option(0, min=0, help="Keep a seeded sample of N users (0: all)."),
-    negatives_from: str = typer.Option("available", help=NEG_FROM_HELP),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    seed: Seed = 0,
+    sample_users: SampleUsers = 0,
+    negatives_from: NegativesFrom = "available",
+    force: Force = False,
 ) -> None:
     """Import interaction files (ratings or implicit, timed or not); protocol: docs/log-contract.md."""
     from features.interactions import (
@@ -176,18 +190,18 @@ def import_c2dsr_cmd(
     data: Path = typer.Option(..., help="C2DSR data folder (items_x.txt, items_y.txt, *_new.txt)."),
     domains: str = typer.Option(..., help="X_NAME,Y_NAME: names of the items_x and items_y domains."),
     source_domain: str = typer.Option(..., help="Which of the two is the source (the other is the target)."),
-    out: Path = typer.Option(..., help="Landing-zone folder to write (nothing is written on error)."),
+    out: Out = ...,
     titles: list[Path] = typer.Option([], "--titles", help="asin<TAB>title file with a header (repeatable)."),
-    title_categories: int = typer.Option(256, help="Number of title pseudo-categories."),
-    negatives: int = typer.Option(4, min=0, help=NEGATIVES_HELP),
-    eval_negatives: int = typer.Option(99, min=0, help=EVAL_NEG_HELP),
-    eval_last: int = typer.Option(2, min=0, help=EVAL_LAST_HELP),
-    val_negatives: int = typer.Option(99, min=0, help=VAL_NEG_HELP),
+    title_categories: TitleCategories = 256,
+    negatives: Negatives = 4,
+    eval_negatives: EvalNegatives = 99,
+    eval_last: EvalLast = 2,
+    val_negatives: ValNegatives = 99,
     source_behavior: str = typer.Option("click", help="Behaviour type of source rows."),
-    seed: int = typer.Option(0, help="Seed of the negative sampling, user sample and title clustering."),
-    sample_users: int = typer.Option(0, min=0, help="Keep a seeded sample of N users (0: all)."),
-    negatives_from: str = typer.Option("available", help=NEG_FROM_HELP),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    seed: Seed = 0,
+    sample_users: SampleUsers = 0,
+    negatives_from: NegativesFrom = "available",
+    force: Force = False,
 ) -> None:
     """Import a C2DSR mixed-domain sequence folder (Amazon Food-Kitchen, Movie-Book): implicit, timed."""
     from features.c2dsr import read_c2dsr

@@ -282,6 +282,18 @@ def training_window_end(logs: Path, domains: pa.Table, test_days: int, val_days:
     return _day_str(days[-test_days])
 
 
+def spec_manifest(domains: pa.Table, max_len: int) -> dict:
+    """What FeatureSpec.fit reads of a manifest: max_len, behaviour types, domain features, each domain's
+    task and role (in the order of `domains`)."""
+    names, tasks, roles = (domains[c].to_pylist() for c in (C.DOMAIN, C.TASK, C.ROLE))
+    return {
+        "max_len": max_len,
+        "behavior_types": list(C.BEHAVIOR_TYPES),
+        "domain_features": C.domain_feature_columns(domains.column_names),
+        "domains": {d: {C.TASK: t, C.ROLE: r} for d, t, r in zip(names, tasks, roles, strict=True)},
+    }
+
+
 def write_dataset(
     table: pd.DataFrame,
     domains: pa.Table,
@@ -298,16 +310,12 @@ def write_dataset(
     """
     splits = split_by_time(table, test_days=test_days, val_days=val_days, burn_in_days=burn_in_days)
     schema = training_schema(table)
-    task_of = dict(zip(domains[C.DOMAIN].to_pylist(), domains[C.TASK].to_pylist(), strict=True))
-    role_of = dict(zip(domains[C.DOMAIN].to_pylist(), domains[C.ROLE].to_pylist(), strict=True))
+    spec = spec_manifest(domains.sort_by(C.DOMAIN), max_len)
     manifest = {
-        "max_len": max_len,
-        "behavior_types": list(C.BEHAVIOR_TYPES),
+        **spec,
         "seq_fields": list(C.SEQ_FIELDS),
         "reserved_id": RESERVED_ID,
-        "domain_features": C.domain_feature_columns(domains.column_names),
-        "domains": {d: {"task": task_of[d], "role": role_of[d]} for d in sorted(task_of)},
-        "target_domains": sorted(d for d in role_of if role_of[d] == C.ROLE_TARGET),
+        "target_domains": [d for d, v in spec["domains"].items() if v[C.ROLE] == C.ROLE_TARGET],
         "columns": schema.names,
         "days": {k: impression_days(v) for k, v in splits.items()},
         "burn_in_days": burn_in_days,

@@ -64,7 +64,10 @@ class GxRun:
             gx.Checkpoint(name=f"dacdr.{table}", validation_definitions=[vdef], result_format="BASIC")
         )
         run_id = RunIdentifier(run_name=f"dt={dt}", run_time=datetime.now(UTC))
-        run = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
+        # copy-on-write: GX's pandas engine selects rows with df[mask] for each metric, and a mask that
+        # keeps every row returns a full deep copy of the batch without it (a lazy one with it)
+        with pd.option_context("mode.copy_on_write", True):
+            run = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
         (result,) = run.run_results.values()
         out: dict[str, dict[str, Any]] = {}
         for r in result.results:

@@ -99,6 +99,17 @@ def _domains_with_task(ctx: RuleContext, task: str) -> pa.Array:
     return pa.array(sorted(d for d, t in ctx.domain_tasks.items() if t == task), pa.string())
 
 
+def of_task(tbl: pa.Table, ctx: RuleContext, task: str) -> pa.ChunkedArray:
+    """Rows of the known domains whose task is `task` (what a task's label rule looks at)."""
+    return pc.is_in(tbl.column(C.DOMAIN), value_set=_domains_with_task(ctx, task))
+
+
+def task_rows(tbl: pa.Table, ctx: RuleContext, column: str, task: str) -> pa.ChunkedArray:
+    """`column` on the rows of `task`'s domains, null on every other row (GX skips nulls)."""
+    null = pa.scalar(None, tbl.schema.field(column).type)
+    return pc.if_else(of_task(tbl, ctx, task), tbl.column(column), null)
+
+
 def domain_is_target(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
     """Impression rows belong to a target domain (unknown domains are domain_known's to report)."""
     others = pa.array(sorted(d for d, r in ctx.domain_roles.items() if r != C.ROLE_TARGET), pa.string())
@@ -107,7 +118,7 @@ def domain_is_target(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
 
 def label_ctr(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
     """Rows of ctr domains have label 0 or 1 (a null label is not_null:label's to report)."""
-    in_ctr = pc.is_in(tbl.column(C.DOMAIN), value_set=_domains_with_task(ctx, C.TASK_CTR))
+    in_ctr = of_task(tbl, ctx, C.TASK_CTR)
     label = tbl.column(C.LABEL)
     # is_in is false, not null, for a null label: without the is_null term it failed here too
     binary = pc.or_(pc.is_in(label, value_set=pa.array([0.0, 1.0])), label.is_null())
@@ -116,7 +127,7 @@ def label_ctr(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
 
 def label_rating(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
     """Rows of rating domains have RATING_MIN <= label <= RATING_MAX."""
-    in_rating = pc.is_in(tbl.column(C.DOMAIN), value_set=_domains_with_task(ctx, C.TASK_RATING))
+    in_rating = of_task(tbl, ctx, C.TASK_RATING)
     label = tbl.column(C.LABEL)
     in_range = pc.and_(pc.greater_equal(label, C.RATING_MIN), pc.less_equal(label, C.RATING_MAX))
     return _np(pc.or_(pc.invert(in_rating), in_range))

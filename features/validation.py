@@ -36,6 +36,7 @@ from features.io import (
     write_table,
 )
 from features.landing import Batch, LandingFileError, read_landing_file
+from features.rule_masks import task_rows
 
 REASON = "reason"
 REASON_SEP = ";"
@@ -210,11 +211,17 @@ def _judge(
     else:  # the dimension tables are small: always here
         masks = S.evaluate_rules(batch.table, rules, ctx)
     # GX reads the data's own columns, plus a failure column for each rule it has no expectation for
-    # strings as categoricals: GX's null and set checks then read integer codes, not Python objects
-    frame = batch.table.select(C.columns(table)).to_pandas(strings_to_categorical=True)
+    # and a task's rows of a column for each rule limited to one task (GxForm.task); appended in Arrow,
+    # so the batch is converted once. Strings as categoricals: GX's null and set checks then read
+    # integer codes, not Python objects
+    data = batch.table.select(C.columns(table))
     for rule in rules:
         if rule.gx is None:
-            frame[rule.name] = (~masks[rule.name]).view(np.uint8)
+            data = data.append_column(rule.name, pa.array((~masks[rule.name]).view(np.uint8)))
+        elif rule.gx.task is not None:
+            column = rule.gx.kwargs(ctx)["column"]
+            data = data.append_column(rule.name, task_rows(data, ctx, column, rule.gx.task))
+    frame = data.to_pandas(strings_to_categorical=True)
     results = gxr.validate(table, dt, frame, S.build_suite(table, rules, limits, ctx))
     levels = {r.name: r.level for r in rules}
     by_name = {r.name: r for r in rules}

@@ -112,7 +112,7 @@ def pipeline_cmd(
         resolve_device(device)
     configure_environment(workdir, verbose)
     from flows.pipeline import pipeline
-    from models.train import echo_progress
+    from models.run_dir import echo_progress
 
     echo_progress()  # one line per model and epoch inside the training stages (no tqdm bars)
 

@@ -14,10 +14,10 @@ import logging
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging.handlers import APILogHandler
 
+from models.run_dir import EPOCH_LOGGER
+
 # the stage lines (`[  12.3s] features done in 4.5s`): flows.pipeline.StageClock logs them here
 STAGE_LOGGER = "dacdr.stages"
-# models.train logs one INFO line per epoch to this logger (the CLI prints them via echo_progress)
-EPOCH_LOGGER = "models.train"
 # library loggers that set their own level to INFO when imported (so a level set here would not
 # last): a filter keeps their records below WARNING from ever being handled
 QUIET_LOGGERS = ("great_expectations.data_context.types.base",)

@@ -88,7 +88,8 @@ def train_cmd(
     from dacdr.engine import RAY, check_engine, check_workers
     from models.cli_config import hyper_fields, read_config, resolve, save_config, train_fields
     from models.run import train
-    from models.train import TrainConfig, echo_progress, epoch_lines, summarize_run
+    from models.run_dir import echo_progress, epoch_lines, summarize_run
+    from models.train import TrainConfig
     from models.zoo import get_entry
 
     _dataset(data)
@@ -198,8 +199,9 @@ def finetune_cmd(
     from models.checkpoint import CheckpointError
     from models.cli_config import read_config, resolve, save_config, train_fields
     from models.finetune import finetune
+    from models.run_dir import echo_progress, summarize_run
     from models.spec import manifest_domains, read_manifest
-    from models.train import TrainConfig, echo_progress, summarize_run
+    from models.train import TrainConfig
 
     _run(base, "--base")
     domain_name(domain)

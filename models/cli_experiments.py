@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -17,6 +18,19 @@ MAX_BATCHES_HELP = "Cap on batches per epoch for every model (default: none; --q
 PATIENCE_HELP = "Epochs without validation gain before a fit stops (default 2; --quick: 1)."
 STEPS_HELP = ("Optimiser steps per fit; epochs are derived from each fit's rows (overrides --epochs), so "
               "small training sets are not starved.")
+SEEDS_HELP = "Number of seeds (0..N-1) per model."
+
+# the options every experiment takes: the flag, type and help of each stated once
+Quick = Annotated[bool, typer.Option("--quick", help=QUICK_HELP)]
+Models = Annotated[list[str] | None, typer.Option("--model", help="Only these models (repeatable).")]
+Device = Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")]
+Epochs = Annotated[int | None, typer.Option("--epochs", help=EPOCHS_HELP)]
+Steps = Annotated[int | None, typer.Option("--steps", help=STEPS_HELP)]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Rows per batch (default 1024).")]
+MaxBatches = Annotated[int | None, typer.Option("--max-batches-per-epoch", help=MAX_BATCHES_HELP)]
+Lr = Annotated[float | None, typer.Option("--lr", help="Learning rate of every model.")]
+Tune = Annotated[bool | None, typer.Option("--tune/--no-tune", help="Grid search on validation.")]
+Patience = Annotated[int | None, typer.Option("--patience", help=PATIENCE_HELP)]
 
 
 def budget(quick: bool, device: str, epochs: int | None, batch_size: int | None, max_batches: int | None,
@@ -37,17 +51,17 @@ def budget(quick: bool, device: str, epochs: int | None, batch_size: int | None,
 def multidomain_cmd(
     logs: Path = typer.Option(..., "--logs", help="Landing zone (e.g. `dacdr simulate` output)."),
     out: Path = typer.Option(..., "--out", help="Folder for results.csv, report.md, chart.png, manifests."),
-    seeds: int = typer.Option(3, "--seeds", help="Number of seeds (0..N-1) per model."),
-    quick: bool = typer.Option(False, "--quick", help=QUICK_HELP),
-    model: list[str] | None = typer.Option(None, "--model", help="Only these models (repeatable)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
-    epochs: int | None = typer.Option(None, "--epochs", help=EPOCHS_HELP),
-    steps: int | None = typer.Option(None, "--steps", help=STEPS_HELP),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Rows per batch (default 1024)."),
-    max_batches: int | None = typer.Option(None, "--max-batches-per-epoch", help=MAX_BATCHES_HELP),
-    lr: float | None = typer.Option(None, "--lr", help="Learning rate of every model."),
-    tune: bool | None = typer.Option(None, "--tune/--no-tune", help="Grid search on validation."),
-    patience: int | None = typer.Option(None, "--patience", help=PATIENCE_HELP),
+    seeds: int = typer.Option(3, "--seeds", help=SEEDS_HELP),
+    quick: Quick = False,
+    model: Models = None,
+    device: Device = "cpu",
+    epochs: Epochs = None,
+    steps: Steps = None,
+    batch_size: BatchSize = None,
+    max_batches: MaxBatches = None,
+    lr: Lr = None,
+    tune: Tune = None,
+    patience: Patience = None,
     burn_in_days: int = typer.Option(
         0, "--burn-in-days", min=0,
         help="First impression days kept out of training (they only let source histories grow).",
@@ -59,7 +73,7 @@ def multidomain_cmd(
     """Train every baseline, DACDR and its ablations on every target domain; report test AUC."""
     from dataclasses import replace
 
-    from dacdr.errors import existing_dir, output_dir
+    from dacdr.errors import existing_dir, output_dir, user_errors
     from features.contract import ContractError
     from models.experiments import multidomain
 
@@ -67,11 +81,8 @@ def multidomain_cmd(
     output_dir(out, "--out")
     cfg = replace(budget(quick, device, epochs, batch_size, max_batches, lr, tune, steps, patience),
                   burn_in_days=burn_in_days, sequence_resolution=resolution)
-    try:
+    with user_errors(ContractError, ValueError, FileNotFoundError):  # one `error:` line, exit 2
         res = multidomain(logs, out, seeds=seeds, quick=quick, models=model or None, cfg=cfg)
-    except (ContractError, ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
     typer.echo(f"wrote {out}/results.csv ({len(res)} rows), {out}/report.md, {out}/chart.png")
 
 
@@ -89,17 +100,17 @@ def coldstart_cmd(
     ),
     seeds: int = typer.Option(3, "--seeds", help="Number of seeds (0..N-1) per model and beta."),
     out: Path = typer.Option(..., "--out", help="Folder for results.csv, report.md, split manifests."),
-    quick: bool = typer.Option(False, "--quick", help=QUICK_HELP),
-    model: list[str] | None = typer.Option(None, "--model", help="Only these models (repeatable)."),
     fmt: str | None = typer.Option(None, "--format", help="Both files' format: 2014, 2018 or 5core."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
-    epochs: int | None = typer.Option(None, "--epochs", help=EPOCHS_HELP),
-    steps: int | None = typer.Option(None, "--steps", help=STEPS_HELP),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Rows per batch (default 1024)."),
-    max_batches: int | None = typer.Option(None, "--max-batches-per-epoch", help=MAX_BATCHES_HELP),
-    lr: float | None = typer.Option(None, "--lr", help="Learning rate of every model."),
-    tune: bool | None = typer.Option(None, "--tune/--no-tune", help="Grid search on validation."),
-    patience: int | None = typer.Option(None, "--patience", help=PATIENCE_HELP),
+    quick: Quick = False,
+    model: Models = None,
+    device: Device = "cpu",
+    epochs: Epochs = None,
+    steps: Steps = None,
+    batch_size: BatchSize = None,
+    max_batches: MaxBatches = None,
+    lr: Lr = None,
+    tune: Tune = None,
+    patience: Patience = None,
     source_history: str = typer.Option(
         "as-of", "--source-history",
         help="Target rows see source ratings before their time (as-of, as serving) or all of them (full).",
@@ -109,7 +120,7 @@ def coldstart_cmd(
     ),
 ) -> None:
     """Cold-start rating transfer: CMF, EMCDR, SSCDR, PTUPCDR, DACDR and the rating baselines."""
-    from dacdr.errors import UserError, existing_dir, existing_file, output_dir
+    from dacdr.errors import UserError, existing_dir, existing_file, output_dir, user_errors
     from features.contract import ContractError
     from models.experiments import coldstart
 
@@ -133,12 +144,9 @@ def coldstart_cmd(
             typer.echo(f"error: unexpected argument {extra!r} (only --beta takes several values)", err=True)
             raise typer.Exit(code=2) from exc
     cfg = budget(quick, device, epochs, batch_size, max_batches, lr, tune, steps, patience)
-    try:
+    with user_errors(ContractError, ValueError, FileNotFoundError):  # one `error:` line, exit 2
         res = coldstart(source, target, out, betas, seeds=seeds, quick=quick, models=model or None, cfg=cfg,
                         fmt=fmt, source_history=source_history, logs=logs, resolution=resolution)
-    except (ContractError, ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
     typer.echo(f"wrote {out}/results.csv ({len(res)} rows), {out}/report.md, {out}/chart.png")
 
 
@@ -146,22 +154,22 @@ def coldstart_cmd(
 def ranking_cmd(
     logs: Path = typer.Option(..., "--logs", help="Implicit zone (`dacdr import c2dsr|interactions`)."),
     out: Path = typer.Option(..., "--out", help="Folder for results.csv, report.md, predictions/."),
-    seeds: int = typer.Option(3, "--seeds", help="Number of seeds (0..N-1) per model."),
-    quick: bool = typer.Option(False, "--quick", help=QUICK_HELP),
-    model: list[str] | None = typer.Option(None, "--model", help="Only these models (repeatable)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
-    epochs: int | None = typer.Option(None, "--epochs", help=EPOCHS_HELP),
-    steps: int | None = typer.Option(None, "--steps", help=STEPS_HELP),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Rows per batch (default 1024)."),
-    max_batches: int | None = typer.Option(None, "--max-batches-per-epoch", help=MAX_BATCHES_HELP),
-    lr: float | None = typer.Option(None, "--lr", help="Learning rate of every model."),
-    tune: bool | None = typer.Option(None, "--tune/--no-tune", help="Grid search on validation."),
-    patience: int | None = typer.Option(None, "--patience", help=PATIENCE_HELP),
+    seeds: int = typer.Option(3, "--seeds", help=SEEDS_HELP),
+    quick: Quick = False,
+    model: Models = None,
+    device: Device = "cpu",
+    epochs: Epochs = None,
+    steps: Steps = None,
+    batch_size: BatchSize = None,
+    max_batches: MaxBatches = None,
+    lr: Lr = None,
+    tune: Tune = None,
+    patience: Patience = None,
 ) -> None:
     """Leave-last-out ranking (AUC, GAUC, NDCG@10, HR@10) of every model on an implicit zone."""
     from dataclasses import replace
 
-    from dacdr.errors import existing_dir, output_dir
+    from dacdr.errors import existing_dir, output_dir, user_errors
     from features.contract import ContractError
     from models.experiments import leave_last_out
 
@@ -169,11 +177,8 @@ def ranking_cmd(
     output_dir(out, "--out")
     cfg = replace(budget(quick, device, epochs, batch_size, max_batches, lr, tune, steps, patience),
                   sequence_resolution="event")
-    try:
+    with user_errors(ContractError, ValueError, FileNotFoundError):  # one `error:` line, exit 2
         res = leave_last_out(logs, out, seeds=seeds, quick=quick, models=model or None, cfg=cfg)
-    except (ContractError, ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
     typer.echo(f"wrote {out}/results.csv ({len(res)} rows), {out}/report.md")
 
 

@@ -68,6 +68,12 @@ def trim_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return batch
     return {k: (v[..., start:] if k in _SEQ_BATCH_KEYS else v) for k, v in batch.items()}
 
+def subset(t: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The rows of a tensorized frame where `mask` is True."""
+    idx = torch.nonzero(mask).squeeze(1)
+    return {k: v.index_select(0, idx) for k, v in t.items()}
+
+
 def observed_behaviors(tbl: pa.Table, behaviors: list[str]) -> list[str]:
     """The behaviour types with at least one sequence element in `tbl` (all of them if none has any).
 

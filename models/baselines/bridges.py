@@ -20,9 +20,9 @@ from models.baselines.stages import (
     mapping_split,
     note_absent,
     run_fit,
-    subset,
     train_bridge,
 )
+from models.spec import subset
 
 
 def emcdr_bridge(run):  # run: models.baselines.stages.BridgeRun

@@ -17,6 +17,7 @@ from models.baselines.common import BaselineConfig
 from models.layers import PackedSeq
 from models.metrics import auc, rmse
 from models.prior import ClosedFormPrior
+from models.spec import subset
 
 SHRINKAGE_GRID: tuple[float, ...] = (0.5, 2.0, 5.0, 20.0, 50.0, 200.0, 1000.0, 5000.0)
 USER_SHRINKAGE_GRID: tuple[float, ...] = (1.0, 3.0, 10.0)
@@ -128,12 +129,6 @@ def fit_closed_form(
     return None
 
 
-def _rows(t: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The rows of a tensorized frame where `mask` is True."""
-    idx = torch.nonzero(mask).squeeze(1)
-    return {k: v.index_select(0, idx) for k, v in t.items()}
-
-
 def fit_prior(prior: ClosedFormPrior, spec, train_t: dict[str, torch.Tensor], val_t: dict[str, torch.Tensor]
               ) -> dict[str, dict[str, float]]:
     """Fill DACDR's prior: `popularity` on the ctr domains' rows, `bias` on the rating domains' rows, each
@@ -145,8 +140,8 @@ def fit_prior(prior: ClosedFormPrior, spec, train_t: dict[str, torch.Tensor], va
             continue
         cfg = BaselineConfig.from_spec(spec, {"use_sequences": False})
         base = RatingBias(cfg) if task == 1 else ItemPrior(cfg)
-        sub_val = _rows(val_t, val_t["task"] == task)
-        chosen[name] = fit_closed_form(base, spec.values.ids, spec.behaviors, _rows(train_t, tr), sub_val)
+        sub_val = subset(val_t, val_t["task"] == task)
+        chosen[name] = fit_closed_form(base, spec.values.ids, spec.behaviors, subset(train_t, tr), sub_val)
         doms = torch.unique(train_t["domain"][tr])
         with torch.no_grad():
             prior.table[doms] = base.table[doms]

@@ -15,7 +15,7 @@ from torch import nn
 
 from models.baselines.common import BaselineModel
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.spec import FeatureSpec
+from models.spec import FeatureSpec, subset
 from models.train import TrainConfig, fit, json_safe
 from models.zoo import get_entry
 
@@ -80,12 +80,6 @@ def save_final(result: StageResult, name: str, out: Path, meta: dict) -> Path:
     get_entry(name)  # fail early on a name the zoo cannot rebuild
     m = {**meta, "val_value": result.val_value}
     return save_checkpoint(Path(out) / "checkpoint.pt", result.model, name, result.spec, json_safe(m))
-
-
-def subset(t: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The rows of a tensorized frame where `mask` is True."""
-    idx = torch.nonzero(mask).squeeze(1)
-    return {k: v.index_select(0, idx) for k, v in t.items()}
 
 
 def freeze_all_but(model: nn.Module, prefixes: tuple[str, ...]) -> None:

@@ -1,26 +1,21 @@
 """The paper's two experiments: multi-domain CTR (Table 2) and cold-start rating transfer (Table 3).
 
-common.py: model lists, shared budget, grids, training one model (custom_drivers); data.py: source rows;
-multidomain.py / coldstart.py / sequential.py (leave-last-out ranking on implicit data): one experiment
-each; report.py: report.md and charts.
+config.py: model lists, shared budget, grids; common.py: training one model (custom_drivers);
+data.py: source rows; multidomain.py / coldstart.py / sequential.py (leave-last-out ranking on implicit
+data): one experiment each; report.py: report.md and charts.
 """
 
 from models.experiments.coldstart import coldstart, coldstart_split
-from models.experiments.common import (
+from models.experiments.common import Tensors, _day_start_us, custom_drivers, fit_one, tune_and_train
+from models.experiments.config import (
     COLDSTART_MODELS,
     CTR_MODELS,
     RESULT_COLUMNS_CTR,
     RESULT_COLUMNS_RATING,
     TRAIN_ROWS,
     ExperimentConfig,
-    Tensors,
-    _day_start_us,
-    custom_drivers,
     default_grids,
-    fit_one,
     quick_config,
-    train_model,
-    tune_and_train,
 )
 from models.experiments.data import source_rows
 from models.experiments.multidomain import multidomain
@@ -47,6 +42,5 @@ __all__ = [
     "multidomain",
     "quick_config",
     "source_rows",
-    "train_model",
     "tune_and_train",
 ]

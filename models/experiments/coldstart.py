@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features import contract as C
-from models.experiments.common import (
+from models.experiments.common import Progress, Tensors, absent_signals, tune_and_train
+from models.experiments.config import (
     COLDSTART_MODELS,
     COLDSTART_TRAIN_ROWS,
     JOINT,
@@ -24,13 +25,9 @@ from models.experiments.common import (
     RESULT_COLUMNS_RATING,
     TARGET,
     ExperimentConfig,
-    Progress,
-    Tensors,
-    absent_signals,
     check_config,
     check_run,
     quick_config,
-    tune_and_train,
 )
 from models.experiments.data import source_rows, zone_signals
 from models.experiments.report import write_rating_report
@@ -128,7 +125,13 @@ def coldstart(
     logs: a rating landing zone (e.g. `dacdr import interactions`) used instead of the (source, target) files.
     resolution: as-of histories cut at each target row's own event time ("event", what serving sees with
     pushed behaviour) or at its day's midnight ("day")."""
-    from features.dataset import DEFAULT_MAX_LEN, build_training_table, read_domains, training_schema
+    from features.dataset import (
+        DEFAULT_MAX_LEN,
+        build_training_table,
+        read_domains,
+        spec_manifest,
+        training_schema,
+    )
     from features.importers import import_amazon
     from features.io import read_table
     from models.metrics import mae, rmse
@@ -161,13 +164,7 @@ def coldstart(
     # only built when a model trains on it (it needs the source snapshots)
     want_history = any(COLDSTART_TRAIN_ROWS[n] == JOINT_HISTORY for n in names)
     src_history = source_rows(logs, arrow, sequences=True) if want_history else None
-    doms = read_domains(logs).to_pandas()
-    manifest = {
-        "max_len": DEFAULT_MAX_LEN,
-        "behavior_types": list(C.BEHAVIOR_TYPES),
-        "domain_features": C.domain_feature_columns(doms.columns.tolist()),
-        "domains": {r[C.DOMAIN]: {"task": r[C.TASK], "role": r[C.ROLE]} for _, r in doms.iterrows()},
-    }
+    manifest = spec_manifest(read_domains(logs), DEFAULT_MAX_LEN)
     beh_users = behaviors.column(C.USER_ID).to_numpy()
     dev = resolve_device(cfg.device)
     user_col = arrow.column(C.USER_ID).to_numpy()

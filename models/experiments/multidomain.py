@@ -11,20 +11,16 @@ import pandas as pd
 import pyarrow as pa
 
 from features import contract as C
-from models.experiments.common import (
+from models.experiments.common import Progress, Tensors, _day_start_us, absent_signals, tune_and_train
+from models.experiments.config import (
     CTR_MODELS,
     PER_DOMAIN,
     RESULT_COLUMNS_CTR,
     TRAIN_ROWS,
     ExperimentConfig,
-    Progress,
-    Tensors,
-    _day_start_us,
-    absent_signals,
     check_config,
     check_run,
     quick_config,
-    tune_and_train,
 )
 from models.experiments.data import source_domain_of, source_rows, zone_signals
 from models.experiments.report import write_ctr_report

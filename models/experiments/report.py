@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.experiments.common import ExperimentConfig
+from models.experiments.config import ExperimentConfig
 
 # The paper's reported figures, shown beside ours for reference (Table 2: AUC on targets #1..#3).
 PAPER_TABLE2: dict[str, tuple[float, float, float]] = {

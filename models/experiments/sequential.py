@@ -19,14 +19,12 @@ import pandas as pd
 import pyarrow as pa
 
 from features import contract as C
-from models.experiments.common import (
+from models.experiments.common import Progress, Tensors, absent_signals
+from models.experiments.config import (
     CTR_MODELS,
     JOINT_HISTORY,
     RANKING_TRAIN_ROWS,
     ExperimentConfig,
-    Progress,
-    Tensors,
-    absent_signals,
     check_config,
     check_run,
     quick_config,
@@ -87,7 +85,13 @@ def leave_last_out(
     cfg: ExperimentConfig | None = None,
 ) -> pd.DataFrame:
     """Train every model on the zone's training requests; write results.csv, report.md, predictions/."""
-    from features.dataset import DEFAULT_MAX_LEN, build_training_table, read_domains, training_schema
+    from features.dataset import (
+        DEFAULT_MAX_LEN,
+        build_training_table,
+        read_domains,
+        spec_manifest,
+        training_schema,
+    )
     from models.metrics import auc, gauc, logloss
     from models.predict import resolve_device
     from models.spec import FeatureSpec
@@ -106,13 +110,7 @@ def leave_last_out(
     src = _before_own_test(source_rows(logs, tr), te)
     joint = pa.concat_tables([tr, src])
     want_history = any(RANKING_TRAIN_ROWS[n] == JOINT_HISTORY for n in names)
-    doms = read_domains(logs).to_pandas()
-    manifest = {
-        "max_len": DEFAULT_MAX_LEN,
-        "behavior_types": list(C.BEHAVIOR_TYPES),
-        "domain_features": C.domain_feature_columns(doms.columns.tolist()),
-        "domains": {r[C.DOMAIN]: {"task": r[C.TASK], "role": r[C.ROLE]} for _, r in doms.iterrows()},
-    }
+    manifest = spec_manifest(read_domains(logs), DEFAULT_MAX_LEN)
     spec = FeatureSpec.fit(joint, manifest)
     source_domain = source_domain_of(logs)[0]
     data = Tensors(spec, spec.tensorize(tr), spec.tensorize(joint), spec.tensorize(va), source_domain)
@@ -121,7 +119,7 @@ def leave_last_out(
         data.joint_history = spec.tensorize(pa.concat_tables([tr, hist]))
     signals = zone_signals(spec, data.target, data.joint, source_domain)
     test_t = spec.tensorize(te)
-    targets = doms.loc[doms[C.ROLE] == C.ROLE_TARGET, C.DOMAIN].tolist()
+    targets = [d for d, v in manifest["domains"].items() if v[C.ROLE] == C.ROLE_TARGET]
     dom_idx = {d: int(spec.domains.lookup([d])[0]) for d in targets}
     n_rows = {"train": tr.num_rows, "validation": va.num_rows, "test": te.num_rows, "source": src.num_rows}
     split = {"logs": str(logs), "rows": n_rows,

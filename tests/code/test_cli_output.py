@@ -31,7 +31,7 @@ def test_summarize_run_best_epoch_and_stop_reason(
     tmp_path: Path, bests: list[bool], epochs: int, patience: int, best: int, stop: str
 ) -> None:
     """The best epoch is the last improving one; early stopping iff `patience` epochs followed it."""
-    from models.train import summarize_run
+    from models.run_dir import summarize_run
 
     _write_metrics(tmp_path, bests)
     summary = summarize_run(tmp_path, epochs, patience)

@@ -37,12 +37,13 @@ def tiny_tensors(tiny_logs: Path, tiny_dataset: Path):
 def test_baseline_trains_on_tiny_and_reloads(name: str, tiny_tensors, tmp_path: Path) -> None:
     """One short epoch through the shared trainer; the checkpoint rebuilds the same predictions."""
     from models.checkpoint import load_checkpoint
-    from models.experiments import ExperimentConfig, train_model
+    from models.experiments import ExperimentConfig, fit_one
     from models.predict import predict_tensors
 
     cfg = ExperimentConfig(epochs=1, batch_size=256, max_batches_per_epoch=4, tune=False)
     train_t = tiny_tensors.joint if name not in ("popularity", "dnn_single") else tiny_tensors.target
-    model, val = train_model(name, tiny_tensors, train_t, tiny_tensors.val, {}, cfg, seed=0, out=tmp_path)
+    res = fit_one(name, tiny_tensors, train_t, tiny_tensors.val, {}, cfg, seed=0, out=tmp_path)
+    model, val = res.model, res.val_value
     assert np.isfinite(val) and 0.0 < val < 1.0  # mean per-domain validation AUC
     pred = predict_tensors(model, tiny_tensors.val, 4096, torch.device("cpu"))
     assert pred.shape == (len(tiny_tensors.val["item"]),)

@@ -201,7 +201,8 @@ def test_invalid_arguments_fail_before_any_training(cmd: list[str], message: str
 
 def test_step_budget_and_convergence_flag(tmp_path: Path) -> None:
     """--steps gives a small training set more epochs; a fit whose best epoch is the last is flagged."""
-    from models.experiments.common import ExperimentConfig, budget_epochs, capped_stages
+    from models.experiments.common import capped_stages
+    from models.experiments.config import ExperimentConfig, budget_epochs
 
     cfg = ExperimentConfig(batch_size=100, max_steps=50)
     assert budget_epochs(cfg, 1000) == 5 and budget_epochs(cfg, 250) == 17  # 10 and 3 batches per epoch
