@@ -1,0 +1,436 @@
+"""Soak: a served Bento under closed-loop load while its online store is replaced or Redis restarts.
+
+Reuses benchmarks/serving.py's prepared workdir (simulate -> train -> Feast -> package once), then
+starts `bentoml serve` with the served-ranking log on and drives /rank with C closed-loop clients
+(100 candidates) for --seconds. In the middle:
+
+  * --backend sqlite: the server reads a store materialized up to an earlier day (`dacdr features
+    materialize --end`); the operator replaces its file (`rm online_store.db; cp latest.db
+    online_store.db`) with the latest store, whose user features differ;
+  * --backend redis: a private redis-server (no persistence) holds the store; it is SIGKILLed,
+    restarted empty after --outage-seconds, and the documented recovery runs (`dacdr features
+    materialize`).
+
+Every answer is judged against an in-process reference (bento.ranker.Ranker.score over the store
+that is current at the time): a 200 whose scores or cold_start flag differ is wrong (a cold answer
+for a user the store holds is also counted as a silent cold start). Requests in flight across the
+fault may carry either store; errors must fall inside the outage window and each fail within 1 s.
+The workers' RSS is sampled every --rss-every seconds; after SIGTERM the served log's rows on disk
+are counted against the items served. Prints one JSON summary and a Markdown block. Example:
+
+    .venv/bin/python benchmarks/soak.py --workdir /tmp/bench_serving --backend sqlite --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from served_log import rows_on_disk  # noqa: E402  # the sibling benchmarks' helpers
+from serving import add_prepare_args, free_port, prepared, start_server, stop_server, workload  # noqa: E402
+
+FAIL_FAST_S = 1.0  # the target: every failed request fails within this
+
+
+@dataclass
+class Reference:
+    """Expected answers per query of the workload: item ids sorted, their scores, cold flag."""
+
+    items: list[np.ndarray]
+    scores: list[np.ndarray]
+    cold: np.ndarray
+
+    @classmethod
+    def of(cls, tags: dict[str, str], feast: Path, queries: list[dict]) -> Reference:
+        """Score every query in-process over the store of `feast` (the path /rank takes, minus HTTP)."""
+        from bento.ranker import Query, Ranker
+
+        ranker = Ranker.load(tags["domain"], tags["model"], feast)
+        items, scores, cold = [], [], []
+        for q in queries:
+            (s,), (c,) = ranker.score([Query.of(q["user_id"], q["item_ids"])])
+            order = np.argsort(q["item_ids"])
+            items.append(np.asarray(q["item_ids"], dtype=np.int64)[order])
+            scores.append(np.asarray(s, dtype=np.float64)[order])
+            cold.append(c)
+        return cls(items, scores, np.array(cold))
+
+    def matches(self, k: int, items: np.ndarray, scores: np.ndarray, cold: bool) -> bool:
+        """Whether an answer (ranked item ids and scores, cold flag) to query k is this store's."""
+        order = np.argsort(items)
+        return (
+            bool(cold) == bool(self.cold[k])
+            and np.array_equal(items[order], self.items[k])
+            and np.allclose(scores[order], self.scores[k], rtol=1e-5, atol=1e-6)
+        )
+
+    def differs(self, other: Reference) -> int:
+        """How many queries the two stores answer differently (the swap must be detectable)."""
+        n = len(self.cold)
+        return sum(not other.matches(k, self.items[k], self.scores[k], self.cold[k]) for k in range(n))
+
+
+def judge(
+    t_send: np.ndarray, t_done: np.ndarray, ok: np.ndarray, before: np.ndarray, after: np.ndarray,
+    cold: np.ndarray, warm: tuple[np.ndarray, np.ndarray], window: tuple[float, float], grace_s: float,
+) -> dict[str, int]:
+    """Classify answers (vectorised). Before the window only the old store's answer is right, after
+    it (plus grace) only the new one's; a request overlapping it may carry either, or be cold
+    (the store emptied: Redis), or fail. `before`/`after`: the answer matched that store;
+    `cold`: the answer said cold_start; `warm`: the user has a history in the (old, new) store."""
+    start, end = window
+    pre, post = t_done <= start, t_send >= end + grace_s
+    mid = ~pre & ~post
+    wrong = ok & ((pre & ~before) | (post & ~after) | (mid & ~before & ~after & ~cold))
+    return {
+        "answers": int(ok.sum()),
+        "wrong": int(wrong.sum()),
+        "wrong_before": int((wrong & pre).sum()),
+        "wrong_after": int((wrong & post).sum()),
+        "stale_after": int((ok & post & ~after & before).sum()),
+        "silent_cold_starts": int((ok & cold & ((pre & warm[0]) | (post & warm[1]))).sum()),
+        "cold_in_window": int((ok & mid & cold & ~before & ~after).sum()),
+        "old_in_window": int((ok & mid & before & ~after).sum()),
+        "errors": int((~ok).sum()),
+        "errors_outside_window": int((~ok & ~mid).sum()),
+        "wrong_sent_at_s": np.round(t_send[wrong][[0, -1]] - start, 2).tolist() if wrong.any() else None,
+    }
+
+
+@dataclass
+class Log:
+    """Per-request records of the soak (appended by the clients, judged as they arrive)."""
+
+    t_send: list[float] = field(default_factory=list)
+    t_done: list[float] = field(default_factory=list)
+    ok: list[bool] = field(default_factory=list)
+    before: list[bool] = field(default_factory=list)
+    after: list[bool] = field(default_factory=list)
+    cold: list[bool] = field(default_factory=list)
+    k: list[int] = field(default_factory=list)  # the query's index in the workload
+    codes: dict[str, int] = field(default_factory=dict)
+    served_items: int = 0
+
+
+async def soak(url: str, queries: list[dict], refs: tuple[Reference, Reference], c: int, seconds: float,
+               log: Log, timeout: float) -> None:
+    """`c` closed-loop clients on /rank for `seconds`; each answer judged against both references."""
+    import httpx
+
+    old, new = refs
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
+
+    async def client(http: httpx.AsyncClient, k: int) -> None:
+        """One closed-loop client."""
+        while time.monotonic() < deadline:
+            i = k % len(queries)
+            t0 = time.monotonic()
+            try:
+                r = await http.post("/rank", json=queries[i])
+                code = str(r.status_code)
+            except httpx.HTTPError as exc:
+                code = type(exc).__name__
+            t1 = time.monotonic()
+            log.codes[code] = log.codes.get(code, 0) + 1
+            log.t_send.append(t0)
+            log.t_done.append(t1)
+            log.ok.append(code == "200")
+            log.k.append(i)
+            if code == "200":
+                body = r.json()
+                items = np.array([x["item_id"] for x in body["ranked"]], dtype=np.int64)
+                scores = np.array([x["score"] for x in body["ranked"]], dtype=np.float64)
+                log.before.append(old.matches(i, items, scores, body["cold_start"]))
+                log.after.append(new.matches(i, items, scores, body["cold_start"]))
+                log.cold.append(bool(body["cold_start"]))
+                log.served_items += len(items)
+            else:
+                log.before.append(False)
+                log.after.append(False)
+                log.cold.append(False)
+            k += c
+
+    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as http:
+        await asyncio.gather(*(client(http, k) for k in range(c)))
+
+
+def rss_sampler(pid: int, every: float, stop: threading.Event, out: list[tuple[float, float, float]]) -> None:
+    """Every `every` s: (time, workers' RSS MiB, whole server tree's RSS MiB) until `stop` is set."""
+    import psutil
+
+    root = psutil.Process(pid)
+    while not stop.is_set():
+        try:
+            kids = root.children(recursive=True)
+            workers = sum(p.memory_info().rss for p in kids if "bentoml" in " ".join(p.cmdline()))
+            tree = root.memory_info().rss + sum(p.memory_info().rss for p in kids)
+            out.append((time.monotonic(), workers / 2**20, tree / 2**20))
+        except psutil.Error:  # a process ended between the listing and the read
+            pass
+        stop.wait(every)
+
+
+def sqlite_stores(tags: dict[str, str], soak_dir: Path) -> tuple[Path, Path]:
+    """(the server's store: a copy materialized up to the middle snapshot day, the latest store's file)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from features import contract as C
+    from features import materialize
+    from features import store as fs
+    from features.feature_repo.sources import USER_PACKED_FILE
+
+    live = soak_dir / "feast"
+    shutil.copytree(tags["feast"], live)
+    path = fs.data_dir(live) / USER_PACKED_FILE
+    snaps = pc.unique(pq.read_table(path, columns=[C.SNAPSHOT_TIME]).column(0))
+    mid = pc.sort_indices(snaps)[len(snaps) // 2].as_py()  # the middle snapshot: users active since differ
+    fs.online_store_file(live).unlink()
+    fs.apply(live)  # the file again, its tables empty
+    materialize.materialize(live, end=snaps[mid].as_py())
+    return live, fs.online_store_file(Path(tags["feast"]))
+
+
+class Redis:
+    """A private redis-server (127.0.0.1, a free port, its own dir, no persistence)."""
+
+    def __init__(self, folder: Path) -> None:
+        """Pick the port; nothing runs yet."""
+        self.port, self.folder, self.proc = free_port(), folder, None
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> None:
+        """Start it empty and wait until it answers PING."""
+        import redis
+
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+                "--save", "", "--appendonly", "no"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        for _ in range(100):
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"redis-server on {self.port} did not start")
+
+    def kill(self) -> None:
+        """SIGKILL it: an outage, its data gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def redis_store(tags: dict[str, str], soak_dir: Path, server: Redis) -> Path:
+    """A Feast store over the prepared logs whose online store is `server`, materialized."""
+    from features import materialize
+    from features import store as fs
+
+    live = soak_dir / "feast"
+    online = fs.OnlineConfig(kind=fs.ONLINE_REDIS, redis_url=f"redis://127.0.0.1:{server.port}/0")
+    fs.build(tags["logs"], live, online=online)
+    fs.apply(live)
+    materialize.materialize(live)
+    return live
+
+
+def ready(url: str) -> bool:
+    """/readyz is 200."""
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def fault(args: argparse.Namespace, live: Path, new_db: Path | None, redis: Redis | None, url: str,
+          at: float, marks: dict[str, float]) -> None:
+    """At monotonic time `at`: replace the store file, or kill Redis, restart it empty and recover."""
+    time.sleep(max(0.0, at - time.monotonic()))
+    from features.store import online_store_file
+
+    marks["start"] = time.monotonic()
+    if redis is None:
+        db = online_store_file(live)
+        db.unlink()  # what an operator does: rm, then cp (not an atomic rename)
+        shutil.copy2(new_db, db)
+        marks["end"] = marks["copied"] = time.monotonic()
+        return
+    redis.kill()
+    time.sleep(args.outage_seconds)
+    redis.start()
+    marks["restarted"] = time.monotonic()
+    cmd = [sys.executable, "-m", "dacdr.cli", "features", "materialize", "--workdir", str(live)]
+    recovery = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while recovery.poll() is None:  # /readyz must not say 200 before the store is whole again
+        if "ready" not in marks and ready(url):
+            marks["ready"] = time.monotonic()
+        time.sleep(0.2)
+    if recovery.returncode != 0:
+        raise RuntimeError(f"materialize failed: {recovery.stderr.read().decode()[-2000:]}")
+    marks["end"] = marks["materialized"] = time.monotonic()
+    while "ready" not in marks and not ready(url):
+        time.sleep(0.1)
+    marks.setdefault("ready", time.monotonic())
+
+
+def scrape(url: str, name: str) -> float | None:
+    """An unlabelled metric's value on /metrics."""
+    import httpx
+
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def main() -> None:
+    """Parse arguments, prepare, soak, judge, print the summary."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_prepare_args(ap)
+    ap.add_argument("--backend", choices=["sqlite", "redis"], default="sqlite")
+    ap.add_argument("--seconds", type=float, default=600.0, help="the soak's length; the fault in its middle")
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--candidates", type=int, default=100)
+    ap.add_argument("--fault-at", type=float, default=None, help="seconds into the soak (default: half)")
+    ap.add_argument("--outage-seconds", type=float, default=5.0, help="redis: down this long before restart")
+    ap.add_argument("--grace-seconds", type=float, default=0.0,
+                    help="after the fault ends, answers may still carry the old store this long (the "
+                         "watcher stats the file before every read: the next request reads the new one)")
+    ap.add_argument("--rss-every", type=float, default=5.0)
+    ap.add_argument("--timeout", type=float, default=10.0, help="client timeout per request (s)")
+    ap.add_argument("--json", type=Path, default=None, help="write the summary here too")
+    args = ap.parse_args()
+    if args.backend == "redis" and shutil.which("redis-server") is None:
+        ap.error("redis-server is not on PATH (apt-get install redis-server)")
+
+    tags = prepared(args)
+    queries = workload(tags["feast"], tags["domain"], 200, args.candidates, args.seed)
+    soak_dir = args.workdir / f"soak-{args.backend}"
+    shutil.rmtree(soak_dir, ignore_errors=True)
+    redis, new_db = None, None
+    if args.backend == "sqlite":
+        live, new_db = sqlite_stores(tags, soak_dir)
+        refs = (Reference.of(tags, live, queries), Reference.of(tags, Path(tags["feast"]), queries))
+    else:
+        redis = Redis(soak_dir / "redis")
+        redis.start()
+        live = redis_store(tags, soak_dir, redis)
+        ref = Reference.of(tags, live, queries)
+        refs = (ref, ref)
+    served_log = soak_dir / "served_log"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    extra = {"DACDR_FEAST_REPO": str(live), "DACDR_SERVED_LOG_DIR": str(served_log)}
+    load0 = os.getloadavg()[0]
+    log, warm, marks, rss = Log(), Log(), {}, []
+    server = start_server(args.workdir, tags["bento"], port, extra)
+    stop = threading.Event()
+    try:
+        asyncio.run(soak(url, queries, refs, 4, 3.0, warm, args.timeout))  # warm-up: logged, not judged
+        sampler = threading.Thread(target=rss_sampler, args=(server.pid, args.rss_every, stop, rss))
+        sampler.start()
+        t0 = time.monotonic()
+        mid = t0 + (args.seconds / 2 if args.fault_at is None else args.fault_at)
+        injector = threading.Thread(target=fault, args=(args, live, new_db, redis, url, mid, marks))
+        injector.start()
+        asyncio.run(soak(url, queries, refs, args.concurrency, args.seconds, log, args.timeout))
+        injector.join()
+        written = scrape(url, "dacdr_served_log_rows_written_total")
+        dropped = scrape(url, "dacdr_served_log_rows_dropped_total")
+    finally:
+        stop.set()
+        stop_server(server)  # SIGTERM: the worker flushes its queue
+        if redis is not None:
+            redis.kill()
+    sampler.join()
+    summary = summarize(args, tags, log, refs, marks, t0, rss, load0)
+    served = log.served_items + warm.served_items
+    on_disk = rows_on_disk(served_log)
+    summary.update(served_items=served, log_rows_on_disk=on_disk, log_rows_lost=served - on_disk,
+                   log_rows_written_metric=written, log_rows_dropped_metric=dropped)
+    summary["pass"] = bool(summary["pass"] and on_disk == served and not dropped)
+    print(json.dumps(summary, indent=2))
+    print(markdown(summary))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+
+
+def summarize(
+    args: argparse.Namespace, tags: dict[str, str], log: Log, refs: tuple[Reference, Reference],
+    marks: dict[str, float], t0: float, rss: list[tuple[float, float, float]], load0: float,
+) -> dict:
+    """The soak's figures: the verdict, latencies, the fault's phases, RSS."""
+    t_send, t_done, ok = np.array(log.t_send), np.array(log.t_done), np.array(log.ok, dtype=bool)
+    k = np.array(log.k, dtype=np.int64)
+    verdict = judge(t_send, t_done, ok, np.array(log.before, dtype=bool), np.array(log.after, dtype=bool),
+                    np.array(log.cold, dtype=bool), (~refs[0].cold[k], ~refs[1].cold[k]),
+                    (marks["start"], marks["end"]), args.grace_seconds)
+    took = (t_done - t_send) * 1000
+    fail, good = took[~ok], took[ok]
+    r = np.array(rss)
+
+    def mib(col: int) -> dict[str, float]:
+        """Start, end and max of an RSS column (MiB)."""
+        return {"start": round(r[0, col], 1), "end": round(r[-1, col], 1), "max": round(r[:, col].max(), 1)}
+
+    summary = {
+        "backend": args.backend, "seconds": args.seconds, "concurrency": args.concurrency,
+        "load_avg": [round(load0, 2), round(os.getloadavg()[0], 2)], "bento": tags["bento"],
+        "queries_differing_between_stores": refs[0].differs(refs[1]), "grace_s": args.grace_seconds,
+        "fault_at_s": round(marks["start"] - t0, 1),
+        "fault_phases_s": {k: round(v - marks["start"], 3) for k, v in marks.items() if k != "start"},
+        "status": log.codes, **verdict, "rps": round(len(ok) / args.seconds, 1),
+        "ok_p50_ms": round(float(np.percentile(good, 50)), 2),
+        "ok_p99_ms": round(float(np.percentile(good, 99)), 2),
+        "fail_max_ms": round(float(fail.max()), 1) if len(fail) else None,
+        "fail_p99_ms": round(float(np.percentile(fail, 99)), 1) if len(fail) else None,
+        "rss_workers_mib": mib(1), "rss_tree_mib": mib(2), "rss_samples": len(r),
+    }
+    summary["pass"] = bool(
+        verdict["wrong"] == 0 and verdict["silent_cold_starts"] == 0 and verdict["errors_outside_window"] == 0
+        and (not len(fail) or fail.max() <= FAIL_FAST_S * 1000)
+    )
+    return summary
+
+
+def markdown(s: dict) -> str:
+    """The summary as a short Markdown block for docs/benchmarks.md."""
+    phases = ", ".join(f"{k} +{v:.1f} s" for k, v in s["fault_phases_s"].items())
+    fail = f"max {s['fail_max_ms']} ms, p99 {s['fail_p99_ms']} ms" if s["fail_max_ms"] is not None else "none"
+    w, t = s["rss_workers_mib"], s["rss_tree_mib"]
+    return "\n".join([
+        f"**Soak, {s['backend']}** ({s['seconds']:.0f} s, c = {s['concurrency']}, /rank 100 candidates, "
+        f"load avg {s['load_avg'][0]}-{s['load_avg'][1]}): fault at {s['fault_at_s']} s ({phases})",
+        "",
+        "| answers | wrong | stale after | silent cold | errors (outside window) | failed request ms | "
+        "p50 / p99 ms | RSS workers MiB start/end/max | log rows served / on disk / dropped |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {s['answers']} | {s['wrong']} | {s['stale_after']} | {s['silent_cold_starts']} | {s['errors']} "
+        f"({s['errors_outside_window']}) | {fail} | {s['ok_p50_ms']} / {s['ok_p99_ms']} | "
+        f"{w['start']}/{w['end']}/{w['max']} (tree {t['start']}/{t['end']}/{t['max']}) | "
+        f"{s['served_items']} / {s['log_rows_on_disk']} / {s['log_rows_dropped_metric']} |",
+        "",
+        f"pass: {s['pass']}; {s['queries_differing_between_stores']} of 200 queries differ between the two "
+        f"stores; in the window: {s['old_in_window']} old, {s['cold_in_window']} cold answers",
+    ])
+
+
+if __name__ == "__main__":
+    main()
