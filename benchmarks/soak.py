@@ -168,6 +168,19 @@ async def soak(url: str, queries: list[dict], refs: tuple[Reference, Reference],
         await asyncio.gather(*(client(http, k) for k in range(c)))
 
 
+def bento_is_current(tag: str) -> bool:
+    """Whether the Bento's copy of the product code is this checkout's (the server runs the copy)."""
+    import bentoml
+
+    src = Path(bentoml.bentos.get(tag).path) / "src"
+    repo = Path(__file__).resolve().parents[1]
+    copies = [p for pkg in ("bento", "features", "models") for p in (src / pkg).rglob("*.py")]
+    return bool(copies) and all(
+        (repo / p.relative_to(src)).is_file() and (repo / p.relative_to(src)).read_bytes() == p.read_bytes()
+        for p in copies
+    )
+
+
 def rss_sampler(pid: int, every: float, stop: threading.Event, out: list[tuple[float, float, float]]) -> None:
     """Every `every` s: (time, workers' RSS MiB, whole server tree's RSS MiB) until `stop` is set."""
     import psutil
@@ -321,6 +334,10 @@ def main() -> None:
         ap.error("redis-server is not on PATH (apt-get install redis-server)")
 
     tags = prepared(args)
+    if not bento_is_current(tags["bento"]):  # the server runs the Bento's copy of the code
+        print(f"# {tags['bento']} was packaged from other code than this checkout's: packaging again")
+        (args.workdir / "tags.json").unlink()
+        tags = prepared(args)
     queries = workload(tags["feast"], tags["domain"], 200, args.candidates, args.seed)
     soak_dir = args.workdir / f"soak-{args.backend}"
     shutil.rmtree(soak_dir, ignore_errors=True)
@@ -382,6 +399,9 @@ def summarize(
     verdict = judge(t_send, t_done, ok, np.array(log.before, dtype=bool), np.array(log.after, dtype=bool),
                     np.array(log.cold, dtype=bool), (~refs[0].cold[k], ~refs[1].cold[k]),
                     (marks["start"], marks["end"]), args.grace_seconds)
+    if "restarted" in marks:  # redis: errors while it was down vs while it was reloaded
+        verdict["errors_while_down"] = int((~ok & (t_send < marks["restarted"])).sum())
+        verdict["errors_while_reloading"] = int((~ok & (t_send >= marks["restarted"])).sum())
     took = (t_done - t_send) * 1000
     fail, good = took[~ok], took[ok]
     r = np.array(rss)
