@@ -1,22 +1,14 @@
 """Soak: a served Bento under closed-loop load while its online store is replaced or Redis restarts.
 
-Reuses benchmarks/serving.py's prepared workdir (simulate -> train -> Feast -> package once), then
-starts `bentoml serve` with the served-ranking log on and drives /rank with C closed-loop clients
-(100 candidates) for --seconds. In the middle:
-
-  * --backend sqlite: the server reads a store materialized up to an earlier day (`dacdr features
-    materialize --end`); the operator replaces its file (`rm online_store.db; cp latest.db
-    online_store.db`) with the latest store, whose user features differ;
-  * --backend redis: a private redis-server (no persistence) holds the store; it is SIGKILLed,
-    restarted empty after --outage-seconds, and the documented recovery runs (`dacdr features
-    materialize`).
-
-Every answer is judged against an in-process reference (bento.ranker.Ranker.score over the store
-that is current at the time): a 200 whose scores or cold_start flag differ is wrong (a cold answer
-for a user the store holds is also counted as a silent cold start). Requests in flight across the
-fault may carry either store; errors must fall inside the outage window and each fail within 1 s.
-The workers' RSS is sampled every --rss-every seconds; after SIGTERM the served log's rows on disk
-are counted against the items served. Prints one JSON summary and a Markdown block. Example:
+Reuses benchmarks/serving.py's prepared workdir, starts `bentoml serve` with the served-ranking log
+on and drives /rank (100 candidates) with C closed-loop clients for --seconds. In the middle,
+--backend sqlite: the operator replaces the store file (`rm; cp`) the server reads (materialized up
+to an earlier day) by the latest store, whose users differ; --backend redis: a private
+redis-server is SIGKILLed, restarted empty after --outage-seconds and `dacdr features materialize`
+recovers it. Every answer is judged against Ranker.score in-process over the store current at its
+time (scores and cold_start); errors must fall inside the fault window, each within 1 s; the
+workers' RSS is sampled; after SIGTERM the served log's rows on disk are counted against the items
+served. Prints one JSON summary and a Markdown block. Example:
 
     .venv/bin/python benchmarks/soak.py --workdir /tmp/bench_serving --backend sqlite --seconds 60
 """
@@ -42,7 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from served_log import rows_on_disk  # noqa: E402  # the sibling benchmarks' helpers
 from serving import add_prepare_args, free_port, prepared, start_server, stop_server, workload  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
 FAIL_FAST_S = 1.0  # the target: every failed request fails within this
+RSS_EVERY_S = 5.0
+TIMEOUT_S = 10.0  # per request: a slow failure is measured, not cut short
 
 
 @dataclass
@@ -77,11 +72,6 @@ class Reference:
             and np.allclose(scores[order], self.scores[k], rtol=1e-5, atol=1e-6)
         )
 
-    def differs(self, other: Reference) -> int:
-        """How many queries the two stores answer differently (the swap must be detectable)."""
-        n = len(self.cold)
-        return sum(not other.matches(k, self.items[k], self.scores[k], self.cold[k]) for k in range(n))
-
 
 def judge(
     t_send: np.ndarray, t_done: np.ndarray, ok: np.ndarray, before: np.ndarray, after: np.ndarray,
@@ -112,21 +102,20 @@ def judge(
 
 @dataclass
 class Log:
-    """Per-request records of the soak (appended by the clients, judged as they arrive)."""
+    """Per-request records of the soak: (sent, done, ok, matched old, matched new, cold, query index)."""
 
-    t_send: list[float] = field(default_factory=list)
-    t_done: list[float] = field(default_factory=list)
-    ok: list[bool] = field(default_factory=list)
-    before: list[bool] = field(default_factory=list)
-    after: list[bool] = field(default_factory=list)
-    cold: list[bool] = field(default_factory=list)
-    k: list[int] = field(default_factory=list)  # the query's index in the workload
+    rows: list[tuple[float, float, bool, bool, bool, bool, int]] = field(default_factory=list)
     codes: dict[str, int] = field(default_factory=dict)
     served_items: int = 0
 
+    def columns(self) -> tuple[np.ndarray, ...]:
+        """The records as one array per field."""
+        cols = np.array(self.rows, dtype=np.float64).reshape(-1, 7).T
+        return cols[0], cols[1], *(c.astype(bool) for c in cols[2:6]), cols[6].astype(np.int64)
+
 
 async def soak(url: str, queries: list[dict], refs: tuple[Reference, Reference], c: int, seconds: float,
-               log: Log, timeout: float) -> None:
+               log: Log) -> None:
     """`c` closed-loop clients on /rank for `seconds`; each answer judged against both references."""
     import httpx
 
@@ -146,25 +135,18 @@ async def soak(url: str, queries: list[dict], refs: tuple[Reference, Reference],
                 code = type(exc).__name__
             t1 = time.monotonic()
             log.codes[code] = log.codes.get(code, 0) + 1
-            log.t_send.append(t0)
-            log.t_done.append(t1)
-            log.ok.append(code == "200")
-            log.k.append(i)
+            judged = (False, False, False)
             if code == "200":
                 body = r.json()
                 items = np.array([x["item_id"] for x in body["ranked"]], dtype=np.int64)
                 scores = np.array([x["score"] for x in body["ranked"]], dtype=np.float64)
-                log.before.append(old.matches(i, items, scores, body["cold_start"]))
-                log.after.append(new.matches(i, items, scores, body["cold_start"]))
-                log.cold.append(bool(body["cold_start"]))
+                cold = bool(body["cold_start"])
+                judged = (old.matches(i, items, scores, cold), new.matches(i, items, scores, cold), cold)
                 log.served_items += len(items)
-            else:
-                log.before.append(False)
-                log.after.append(False)
-                log.cold.append(False)
+            log.rows.append((t0, t1, code == "200", *judged, i))
             k += c
 
-    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=TIMEOUT_S, limits=limits) as http:
         await asyncio.gather(*(client(http, k) for k in range(c)))
 
 
@@ -173,12 +155,14 @@ def bento_is_current(tag: str) -> bool:
     import bentoml
 
     src = Path(bentoml.bentos.get(tag).path) / "src"
-    repo = Path(__file__).resolve().parents[1]
     copies = [p for pkg in ("bento", "features", "models") for p in (src / pkg).rglob("*.py")]
-    return bool(copies) and all(
-        (repo / p.relative_to(src)).is_file() and (repo / p.relative_to(src)).read_bytes() == p.read_bytes()
-        for p in copies
-    )
+
+    def same(copy: Path) -> bool:
+        """The checkout holds this file with the same bytes."""
+        mine = REPO / copy.relative_to(src)
+        return mine.is_file() and mine.read_bytes() == copy.read_bytes()
+
+    return bool(copies) and all(same(p) for p in copies)
 
 
 def rss_sampler(pid: int, every: float, stop: threading.Event, out: list[tuple[float, float, float]]) -> None:
@@ -218,103 +202,83 @@ def sqlite_stores(tags: dict[str, str], soak_dir: Path) -> tuple[Path, Path]:
     return live, fs.online_store_file(Path(tags["feast"]))
 
 
-class Redis:
-    """A private redis-server (127.0.0.1, a free port, its own dir, no persistence)."""
+def start_redis(port: int, folder: Path) -> subprocess.Popen:
+    """A private redis-server (127.0.0.1:port, its own dir, no persistence: a restart is empty)."""
+    import redis
 
-    def __init__(self, folder: Path) -> None:
-        """Pick the port; nothing runs yet."""
-        self.port, self.folder, self.proc = free_port(), folder, None
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def start(self) -> None:
-        """Start it empty and wait until it answers PING."""
-        import redis
-
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
-                "--save", "", "--appendonly", "no"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError(f"redis-server on {self.port} did not start")
-
-    def kill(self) -> None:
-        """SIGKILL it: an outage, its data gone."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+    folder.mkdir(parents=True, exist_ok=True)
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--appendonly", "no"]
+    proc = subprocess.Popen(["redis-server", *args, "--save", ""], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port, socket_connect_timeout=0.2)
+    for _ in range(100):
+        try:
+            client.ping()
+            return proc
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError(f"redis-server on {port} did not start")
 
 
-def redis_store(tags: dict[str, str], soak_dir: Path, server: Redis) -> Path:
-    """A Feast store over the prepared logs whose online store is `server`, materialized."""
+def redis_store(tags: dict[str, str], soak_dir: Path, port: int) -> Path:
+    """A Feast store over the prepared logs whose online store is the redis-server on `port`, materialized."""
     from features import materialize
     from features import store as fs
 
     live = soak_dir / "feast"
-    online = fs.OnlineConfig(kind=fs.ONLINE_REDIS, redis_url=f"redis://127.0.0.1:{server.port}/0")
+    online = fs.OnlineConfig(kind=fs.ONLINE_REDIS, redis_url=f"redis://127.0.0.1:{port}/0")
     fs.build(tags["logs"], live, online=online)
     fs.apply(live)
     materialize.materialize(live)
     return live
 
 
-def ready(url: str) -> bool:
-    """/readyz is 200."""
-    import httpx
-
-    try:
-        return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def fault(args: argparse.Namespace, live: Path, new_db: Path | None, redis: Redis | None, url: str,
+def fault(args: argparse.Namespace, live: Path, new_db: Path | None, redis: list[subprocess.Popen], url: str,
           at: float, marks: dict[str, float]) -> None:
     """At monotonic time `at`: replace the store file, or kill Redis, restart it empty and recover."""
-    time.sleep(max(0.0, at - time.monotonic()))
+    import httpx
+
     from features.store import online_store_file
 
+    def ready() -> bool:
+        """/readyz is 200."""
+        try:
+            return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    time.sleep(max(0.0, at - time.monotonic()))
     marks["start"] = time.monotonic()
-    if redis is None:
+    if not redis:
         db = online_store_file(live)
         db.unlink()  # what an operator does: rm, then cp (not an atomic rename)
         shutil.copy2(new_db, db)
         marks["end"] = marks["copied"] = time.monotonic()
         return
-    redis.kill()
+    redis[0].kill()  # SIGKILL: an outage, its data gone
+    redis[0].wait()
     time.sleep(args.outage_seconds)
-    redis.start()
+    redis[0] = start_redis(args.redis_port, live.parent / "redis")
     marks["restarted"] = time.monotonic()
     cmd = [sys.executable, "-m", "dacdr.cli", "features", "materialize", "--workdir", str(live)]
-    recovery = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = live.parent / "materialize.log"  # a file, not a pipe nobody drains while it runs
+    with open(err, "w") as fh:
+        recovery = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=fh)
     while recovery.poll() is None:  # /readyz must not say 200 before the store is whole again
-        if "ready" not in marks and ready(url):
+        if "ready" not in marks and ready():
             marks["ready"] = time.monotonic()
         time.sleep(0.2)
     if recovery.returncode != 0:
-        raise RuntimeError(f"materialize failed: {recovery.stderr.read().decode()[-2000:]}")
+        raise RuntimeError(f"materialize failed: {err.read_text()[-2000:]}")
     marks["end"] = marks["materialized"] = time.monotonic()
-    while "ready" not in marks and not ready(url):
+    while "ready" not in marks and not ready():
         time.sleep(0.1)
     marks.setdefault("ready", time.monotonic())
 
 
-def scrape(url: str, name: str) -> float | None:
-    """An unlabelled metric's value on /metrics."""
-    import httpx
-
-    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return None
-
-
 def main() -> None:
     """Parse arguments, prepare, soak, judge, print the summary."""
+    import httpx
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_prepare_args(ap)
     ap.add_argument("--backend", choices=["sqlite", "redis"], default="sqlite")
@@ -326,8 +290,6 @@ def main() -> None:
     ap.add_argument("--grace-seconds", type=float, default=0.0,
                     help="after the fault ends, answers may still carry the old store this long (the "
                          "watcher stats the file before every read: the next request reads the new one)")
-    ap.add_argument("--rss-every", type=float, default=5.0)
-    ap.add_argument("--timeout", type=float, default=10.0, help="client timeout per request (s)")
     ap.add_argument("--json", type=Path, default=None, help="write the summary here too")
     args = ap.parse_args()
     if args.backend == "redis" and shutil.which("redis-server") is None:
@@ -341,16 +303,15 @@ def main() -> None:
     queries = workload(tags["feast"], tags["domain"], 200, args.candidates, args.seed)
     soak_dir = args.workdir / f"soak-{args.backend}"
     shutil.rmtree(soak_dir, ignore_errors=True)
-    redis, new_db = None, None
+    redis, new_db = [], None  # the redis-server running now (replaced by the restart)
     if args.backend == "sqlite":
         live, new_db = sqlite_stores(tags, soak_dir)
         refs = (Reference.of(tags, live, queries), Reference.of(tags, Path(tags["feast"]), queries))
     else:
-        redis = Redis(soak_dir / "redis")
-        redis.start()
-        live = redis_store(tags, soak_dir, redis)
-        ref = Reference.of(tags, live, queries)
-        refs = (ref, ref)
+        args.redis_port = free_port()
+        redis.append(start_redis(args.redis_port, soak_dir / "redis"))
+        live = redis_store(tags, soak_dir, args.redis_port)
+        refs = (Reference.of(tags, live, queries),) * 2
     served_log = soak_dir / "served_log"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -360,29 +321,31 @@ def main() -> None:
     server = start_server(args.workdir, tags["bento"], port, extra)
     stop = threading.Event()
     try:
-        asyncio.run(soak(url, queries, refs, 4, 3.0, warm, args.timeout))  # warm-up: logged, not judged
-        sampler = threading.Thread(target=rss_sampler, args=(server.pid, args.rss_every, stop, rss))
+        asyncio.run(soak(url, queries, refs, 4, 3.0, warm))  # warm-up: logged, not judged
+        sampler = threading.Thread(target=rss_sampler, args=(server.pid, RSS_EVERY_S, stop, rss))
         sampler.start()
         t0 = time.monotonic()
         mid = t0 + (args.seconds / 2 if args.fault_at is None else args.fault_at)
         injector = threading.Thread(target=fault, args=(args, live, new_db, redis, url, mid, marks))
         injector.start()
-        asyncio.run(soak(url, queries, refs, args.concurrency, args.seconds, log, args.timeout))
+        asyncio.run(soak(url, queries, refs, args.concurrency, args.seconds, log))
         injector.join()
-        written = scrape(url, "dacdr_served_log_rows_written_total")
-        dropped = scrape(url, "dacdr_served_log_rows_dropped_total")
+        lines = httpx.get(f"{url}/metrics", timeout=10).text.splitlines()
+        metric = dict(ln.rsplit(" ", 1) for ln in lines if ln.startswith("dacdr_served_log_rows_"))
+        written, dropped = (float(metric.get(f"dacdr_served_log_rows_{n}_total", "nan")) for n in ("written",
+                                                                                                   "dropped"))
     finally:
         stop.set()
         stop_server(server)  # SIGTERM: the worker flushes its queue
-        if redis is not None:
-            redis.kill()
+        for proc in redis:
+            proc.kill()
     sampler.join()
     summary = summarize(args, tags, log, refs, marks, t0, rss, load0)
     served = log.served_items + warm.served_items
     on_disk = rows_on_disk(served_log)
     summary.update(served_items=served, log_rows_on_disk=on_disk, log_rows_lost=served - on_disk,
                    log_rows_written_metric=written, log_rows_dropped_metric=dropped)
-    summary["pass"] = bool(summary["pass"] and on_disk == served and not dropped)
+    summary["pass"] = bool(summary["pass"] and on_disk == served and dropped == 0)
     print(json.dumps(summary, indent=2))
     print(markdown(summary))
     if args.json:
@@ -394,17 +357,18 @@ def summarize(
     marks: dict[str, float], t0: float, rss: list[tuple[float, float, float]], load0: float,
 ) -> dict:
     """The soak's figures: the verdict, latencies, the fault's phases, RSS."""
-    t_send, t_done, ok = np.array(log.t_send), np.array(log.t_done), np.array(log.ok, dtype=bool)
-    k = np.array(log.k, dtype=np.int64)
-    verdict = judge(t_send, t_done, ok, np.array(log.before, dtype=bool), np.array(log.after, dtype=bool),
-                    np.array(log.cold, dtype=bool), (~refs[0].cold[k], ~refs[1].cold[k]),
-                    (marks["start"], marks["end"]), args.grace_seconds)
+    t_send, t_done, ok, before, after, cold, k = log.columns()
+    warm = (~refs[0].cold[k], ~refs[1].cold[k])
+    window = (marks["start"], marks["end"])
+    verdict = judge(t_send, t_done, ok, before, after, cold, warm, window, args.grace_seconds)
     if "restarted" in marks:  # redis: errors while it was down vs while it was reloaded
         verdict["errors_while_down"] = int((~ok & (t_send < marks["restarted"])).sum())
         verdict["errors_while_reloading"] = int((~ok & (t_send >= marks["restarted"])).sum())
     took = (t_done - t_send) * 1000
     fail, good = took[~ok], took[ok]
     r = np.array(rss)
+    old, new = refs
+    differ = sum(not new.matches(i, old.items[i], old.scores[i], old.cold[i]) for i in range(len(old.cold)))
 
     def mib(col: int) -> dict[str, float]:
         """Start, end and max of an RSS column (MiB)."""
@@ -413,7 +377,7 @@ def summarize(
     summary = {
         "backend": args.backend, "seconds": args.seconds, "concurrency": args.concurrency,
         "load_avg": [round(load0, 2), round(os.getloadavg()[0], 2)], "bento": tags["bento"],
-        "queries_differing_between_stores": refs[0].differs(refs[1]), "grace_s": args.grace_seconds,
+        "queries_differing_between_stores": differ, "grace_s": args.grace_seconds,
         "fault_at_s": round(marks["start"] - t0, 1),
         "fault_phases_s": {k: round(v - marks["start"], 3) for k, v in marks.items() if k != "start"},
         "status": log.codes, **verdict, "rps": round(len(ok) / args.seconds, 1),
@@ -421,7 +385,7 @@ def summarize(
         "ok_p99_ms": round(float(np.percentile(good, 99)), 2),
         "fail_max_ms": round(float(fail.max()), 1) if len(fail) else None,
         "fail_p99_ms": round(float(np.percentile(fail, 99)), 1) if len(fail) else None,
-        "rss_workers_mib": mib(1), "rss_tree_mib": mib(2), "rss_samples": len(r),
+        "rss_workers_mib": mib(1), "rss_tree_mib": mib(2),
     }
     summary["pass"] = bool(
         verdict["wrong"] == 0 and verdict["silent_cold_starts"] == 0 and verdict["errors_outside_window"] == 0
@@ -433,21 +397,19 @@ def summarize(
 def markdown(s: dict) -> str:
     """The summary as a short Markdown block for docs/benchmarks.md."""
     phases = ", ".join(f"{k} +{v:.1f} s" for k, v in s["fault_phases_s"].items())
-    fail = f"max {s['fail_max_ms']} ms, p99 {s['fail_p99_ms']} ms" if s["fail_max_ms"] is not None else "none"
+    fail = f"max {s['fail_max_ms']}, p99 {s['fail_p99_ms']}" if s["fail_max_ms"] is not None else "none"
     w, t = s["rss_workers_mib"], s["rss_tree_mib"]
+    head = ["answers", "wrong", "stale after", "silent cold", "errors (outside window)", "failed ms",
+            "ok p50 / p99 ms", "RSS workers MiB start/end/max (tree)", "log rows served / on disk / dropped"]
+    row = [s["answers"], s["wrong"], s["stale_after"], s["silent_cold_starts"],
+           f"{s['errors']} ({s['errors_outside_window']})", fail, f"{s['ok_p50_ms']} / {s['ok_p99_ms']}",
+           f"{w['start']}/{w['end']}/{w['max']} ({t['start']}/{t['end']}/{t['max']})",
+           f"{s['served_items']} / {s['log_rows_on_disk']} / {s['log_rows_dropped_metric']:.0f}"]
     return "\n".join([
         f"**Soak, {s['backend']}** ({s['seconds']:.0f} s, c = {s['concurrency']}, /rank 100 candidates, "
-        f"load avg {s['load_avg'][0]}-{s['load_avg'][1]}): fault at {s['fault_at_s']} s ({phases})",
-        "",
-        "| answers | wrong | stale after | silent cold | errors (outside window) | failed request ms | "
-        "p50 / p99 ms | RSS workers MiB start/end/max | log rows served / on disk / dropped |",
-        "|---|---|---|---|---|---|---|---|---|",
-        f"| {s['answers']} | {s['wrong']} | {s['stale_after']} | {s['silent_cold_starts']} | {s['errors']} "
-        f"({s['errors_outside_window']}) | {fail} | {s['ok_p50_ms']} / {s['ok_p99_ms']} | "
-        f"{w['start']}/{w['end']}/{w['max']} (tree {t['start']}/{t['end']}/{t['max']}) | "
-        f"{s['served_items']} / {s['log_rows_on_disk']} / {s['log_rows_dropped_metric']} |",
-        "",
-        f"pass: {s['pass']}; {s['queries_differing_between_stores']} of 200 queries differ between the two "
+        f"load avg {s['load_avg'][0]}-{s['load_avg'][1]}): fault at {s['fault_at_s']} s ({phases})", "",
+        "| " + " | ".join(head) + " |", "|---" * len(head) + "|", "| " + " | ".join(map(str, row)) + " |", "",
+        f"pass: {s['pass']}; {s['queries_differing_between_stores']} of 200 queries differ between the "
         f"stores; in the window: {s['old_in_window']} old, {s['cold_in_window']} cold answers",
     ])
 
