@@ -24,7 +24,6 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,85 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from served_log import rows_on_disk  # noqa: E402  # the sibling benchmarks' helpers
 from serving import add_prepare_args, free_port, prepared, start_server, stop_server, workload  # noqa: E402
+from soak_judge import Log, Reference, judge  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FAIL_FAST_S = 1.0  # the target: every failed request fails within this
 RSS_EVERY_S = 5.0
 TIMEOUT_S = 10.0  # per request: a slow failure is measured, not cut short
-
-
-@dataclass
-class Reference:
-    """Expected answers per query of the workload: item ids sorted, their scores, cold flag."""
-
-    items: list[np.ndarray]
-    scores: list[np.ndarray]
-    cold: np.ndarray
-
-    @classmethod
-    def of(cls, tags: dict[str, str], feast: Path, queries: list[dict]) -> Reference:
-        """Score every query in-process over the store of `feast` (the path /rank takes, minus HTTP)."""
-        from bento.ranker import Query, Ranker
-
-        ranker = Ranker.load(tags["domain"], tags["model"], feast)
-        items, scores, cold = [], [], []
-        for q in queries:
-            (s,), (c,) = ranker.score([Query.of(q["user_id"], q["item_ids"])])
-            order = np.argsort(q["item_ids"])
-            items.append(np.asarray(q["item_ids"], dtype=np.int64)[order])
-            scores.append(np.asarray(s, dtype=np.float64)[order])
-            cold.append(c)
-        return cls(items, scores, np.array(cold))
-
-    def matches(self, k: int, items: np.ndarray, scores: np.ndarray, cold: bool) -> bool:
-        """Whether an answer (ranked item ids and scores, cold flag) to query k is this store's."""
-        order = np.argsort(items)
-        return (
-            bool(cold) == bool(self.cold[k])
-            and np.array_equal(items[order], self.items[k])
-            and np.allclose(scores[order], self.scores[k], rtol=1e-5, atol=1e-6)
-        )
-
-
-def judge(
-    t_send: np.ndarray, t_done: np.ndarray, ok: np.ndarray, before: np.ndarray, after: np.ndarray,
-    cold: np.ndarray, warm: tuple[np.ndarray, np.ndarray], window: tuple[float, float], grace_s: float,
-) -> dict[str, int]:
-    """Classify answers (vectorised). Before the window only the old store's answer is right, after
-    it (plus grace) only the new one's; a request overlapping it may carry either, or be cold
-    (the store emptied: Redis), or fail. `before`/`after`: the answer matched that store;
-    `cold`: the answer said cold_start; `warm`: the user has a history in the (old, new) store."""
-    start, end = window
-    pre, post = t_done <= start, t_send >= end + grace_s
-    mid = ~pre & ~post
-    wrong = ok & ((pre & ~before) | (post & ~after) | (mid & ~before & ~after & ~cold))
-    return {
-        "answers": int(ok.sum()),
-        "wrong": int(wrong.sum()),
-        "wrong_before": int((wrong & pre).sum()),
-        "wrong_after": int((wrong & post).sum()),
-        "stale_after": int((ok & post & ~after & before).sum()),
-        "silent_cold_starts": int((ok & cold & ((pre & warm[0]) | (post & warm[1]))).sum()),
-        "cold_in_window": int((ok & mid & cold & ~before & ~after).sum()),
-        "old_in_window": int((ok & mid & before & ~after).sum()),
-        "errors": int((~ok).sum()),
-        "errors_outside_window": int((~ok & ~mid).sum()),
-        "wrong_sent_at_s": np.round(t_send[wrong][[0, -1]] - start, 2).tolist() if wrong.any() else None,
-    }
-
-
-@dataclass
-class Log:
-    """Per-request records of the soak: (sent, done, ok, matched old, matched new, cold, query index)."""
-
-    rows: list[tuple[float, float, bool, bool, bool, bool, int]] = field(default_factory=list)
-    codes: dict[str, int] = field(default_factory=dict)
-    served_items: int = 0
-
-    def columns(self) -> tuple[np.ndarray, ...]:
-        """The records as one array per field."""
-        cols = np.array(self.rows, dtype=np.float64).reshape(-1, 7).T
-        return cols[0], cols[1], *(c.astype(bool) for c in cols[2:6]), cols[6].astype(np.int64)
 
 
 async def soak(url: str, queries: list[dict], refs: tuple[Reference, Reference], c: int, seconds: float,
@@ -232,6 +158,19 @@ def redis_store(tags: dict[str, str], soak_dir: Path, port: int) -> Path:
     return live
 
 
+def sink_fault(root: Path, at: float, seconds: float) -> None:
+    """At monotonic time `at`, the served log's folder becomes a file for `seconds` (writes fail)."""
+    from bento.served_log import SERVED
+
+    time.sleep(max(0.0, at - time.monotonic()))
+    folder, away = root / SERVED, root / f"{SERVED}.away"
+    folder.rename(away)
+    folder.write_text("not a folder")
+    time.sleep(seconds)
+    folder.unlink()
+    away.rename(folder)
+
+
 def fault(args: argparse.Namespace, live: Path, new_db: Path | None, redis: list[subprocess.Popen], url: str,
           at: float, marks: dict[str, float]) -> None:
     """At monotonic time `at`: replace the store file, or kill Redis, restart it empty and recover."""
@@ -287,6 +226,8 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=100)
     ap.add_argument("--fault-at", type=float, default=None, help="seconds into the soak (default: half)")
     ap.add_argument("--outage-seconds", type=float, default=5.0, help="redis: down this long before restart")
+    ap.add_argument("--sink-fault-seconds", type=float, default=0.0,
+                    help="also break the served log's sink this long, at 3/4 of the run (0: no)")
     ap.add_argument("--grace-seconds", type=float, default=0.0,
                     help="after the fault ends, answers may still carry the old store this long (the "
                          "watcher stats the file before every read: the next request reads the new one)")
@@ -328,8 +269,14 @@ def main() -> None:
         mid = t0 + (args.seconds / 2 if args.fault_at is None else args.fault_at)
         injector = threading.Thread(target=fault, args=(args, live, new_db, redis, url, mid, marks))
         injector.start()
+        sink_at = t0 + 0.75 * args.seconds  # the log's folder replaced by a file, then put back
+        sink = threading.Thread(target=sink_fault, args=(served_log, sink_at, args.sink_fault_seconds))
+        if args.sink_fault_seconds > 0:
+            sink.start()
         asyncio.run(soak(url, queries, refs, args.concurrency, args.seconds, log))
         injector.join()
+        if sink.ident is not None:
+            sink.join()
         lines = httpx.get(f"{url}/metrics", timeout=10).text.splitlines()
         metric = dict(ln.rsplit(" ", 1) for ln in lines if ln.startswith("dacdr_served_log_rows_"))
         written, dropped = (float(metric.get(f"dacdr_served_log_rows_{n}_total", "nan")) for n in ("written",
@@ -345,7 +292,9 @@ def main() -> None:
     on_disk = rows_on_disk(served_log)
     summary.update(served_items=served, log_rows_on_disk=on_disk, log_rows_lost=served - on_disk,
                    log_rows_written_metric=written, log_rows_dropped_metric=dropped)
-    summary["pass"] = bool(summary["pass"] and on_disk == served and dropped == 0)
+    # a sink fault may cost log rows, each one counted; nothing else may lose any
+    counted = served - on_disk == dropped and (args.sink_fault_seconds > 0 or dropped == 0)
+    summary["pass"] = bool(summary["pass"] and counted)
     print(json.dumps(summary, indent=2))
     print(markdown(summary))
     if args.json:
@@ -367,6 +316,8 @@ def summarize(
     took = (t_done - t_send) * 1000
     fail, good = took[~ok], took[ok]
     r = np.array(rss)
+    late = r[:, 0] >= t0 + 60  # the slope after warm-up (allocator arenas, caches): flat means ~0
+    slope = round(float(np.polyfit(r[late, 0], r[late, 1], 1)[0]) * 60, 2) if late.sum() >= 3 else None
     old, new = refs
     differ = sum(not new.matches(i, old.items[i], old.scores[i], old.cold[i]) for i in range(len(old.cold)))
 
@@ -386,6 +337,7 @@ def summarize(
         "fail_max_ms": round(float(fail.max()), 1) if len(fail) else None,
         "fail_p99_ms": round(float(np.percentile(fail, 99)), 1) if len(fail) else None,
         "rss_workers_mib": mib(1), "rss_tree_mib": mib(2),
+        "rss_workers_mib_per_min_after_1st_min": slope,
     }
     summary["pass"] = bool(
         verdict["wrong"] == 0 and verdict["silent_cold_starts"] == 0 and verdict["errors_outside_window"] == 0

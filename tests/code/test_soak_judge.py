@@ -1,5 +1,5 @@
-"""benchmarks/soak.py's judge: a planted stale answer, a silent cold start and a late error are
-caught; answers in flight across the fault may carry either store."""
+"""benchmarks/soak_judge.py (the soak's judge): a planted stale answer, a silent cold start and a
+late error are caught; answers in flight across the fault may carry either store."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-SOAK = Path(__file__).resolve().parents[2] / "benchmarks" / "soak.py"
+SOAK = Path(__file__).resolve().parents[2] / "benchmarks" / "soak_judge.py"
 
 
 def load_soak():  # noqa: ANN201  # the benchmark script as a module
-    """Import benchmarks/soak.py (a script, not a package)."""
+    """Import benchmarks/soak_judge.py (benchmarks/ is no package)."""
     spec = importlib.util.spec_from_file_location("soak_bench", SOAK)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up while being made
