@@ -290,9 +290,9 @@ def main() -> None:
     summary = summarize(args, tags, log, refs, marks, t0, rss, load0)
     served = log.served_items + warm.served_items
     on_disk = rows_on_disk(served_log)
-    summary.update(served_items=served, log_rows_on_disk=on_disk, log_rows_lost=served - on_disk,
-                   log_rows_written_metric=written, log_rows_dropped_metric=dropped)
     # a sink fault may cost log rows, each one counted; nothing else may lose any
+    summary.update(served_items=served, log_rows_on_disk=on_disk, log_rows_written_metric=written,
+                   log_rows_dropped_metric=dropped, log_rows_lost_uncounted=served - on_disk - dropped)
     counted = served - on_disk == dropped and (args.sink_fault_seconds > 0 or dropped == 0)
     summary["pass"] = bool(summary["pass"] and counted)
     print(json.dumps(summary, indent=2))
