@@ -3,7 +3,8 @@
 Feast's SQLite store keeps one connection per process: after `rm online_store.db; cp good.db
 online_store.db` it would go on reading the deleted file, and after a truncate-then-restore it
 may keep a broken view of the file. StoreWatch compares the file's identity (device, inode,
-mtime, size) before every read and reopens when it changed, and drops the connection after a
+mtime, size) before every read and reopens when it changed (forgetting the domain row memoised
+from the old file), and drops the connection after a
 failed read, so the next request opens the file that is there now. For Redis it bounds every
 call (socket timeouts, no retry with backoff) so an outage costs each request well under a
 second. `problem` is what /readyz reports: the store unreadable, Redis down, or none of a sample
@@ -101,7 +102,10 @@ class StoreWatch:
             self.opened = None
             raise sqlite3.OperationalError(f"online store {self.sqlite_file} does not exist")
         if now != self.opened:
+            from features.online import forget
+
             self.reset()
+            forget(self.store)  # the domain row memoised from the old file (up to a minute)
             self.opened = now
 
     def reset(self) -> None:

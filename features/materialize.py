@@ -69,10 +69,11 @@ def windows(
 
     Snapshot views resume where their last materialization ended, unless the online store lost
     what it loaded (lost_rows): then they restart at EPOCH, as do the dimension views (items,
-    domains), whose rows are stamped EPOCH. FeatureStoreError when nothing
-    is registered or a named view is unknown. Shared by the local and the Ray materialization.
+    domains), whose rows are stamped EPOCH. Dimension views come first, the packed view last.
+    FeatureStoreError when nothing is registered or a named view is unknown. Shared by the local
+    and the Ray materialization.
     """
-    from features.feature_repo.views import DOMAIN_FEATURES, ITEM_SIDE_INFO
+    from features.feature_repo.views import DOMAIN_FEATURES, ITEM_SIDE_INFO, USER_PACKED
 
     registered = store.list_feature_views()
     if not registered:
@@ -91,7 +92,10 @@ def windows(
         last = fv.most_recent_end_time
         resume = not dimension and last is not None and not lost_rows(store, fv, S.utc(last))
         out.append((fv, S.utc(last) if resume else S.EPOCH))
-    return out
+    # dimension views first, the packed view last: readiness samples the packed view's users, so a
+    # served store that has its users back (a reload after a loss) has what else a request reads
+    first = (ITEM_SIDE_INFO, DOMAIN_FEATURES)
+    return sorted(out, key=lambda w: (w[0].name not in first, w[0].name == USER_PACKED))
 
 
 def lost_rows(store: FeatureStore, fv: FeatureView, last: datetime) -> bool:

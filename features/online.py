@@ -77,7 +77,8 @@ def packed_sequences(store_or_workdir: FeatureStore | Path | str, user_ids: list
 
 def domain_values(store_or_workdir: FeatureStore | Path | str, domain: str) -> dict[str, str | None]:
     """A domain's row of the domain view (role, task, d_<feature>; all None for an unknown domain),
-    read at most once per _OBJECT_TTL_S per store: it is a dimension row every request needs."""
+    read at most once per _OBJECT_TTL_S per store (a missing row on every call): it is a dimension
+    row every request needs."""
     from features.feature_repo.views import DOMAIN_FEATURES
 
     store = S.as_store(store_or_workdir)
@@ -91,7 +92,13 @@ def domain_values(store_or_workdir: FeatureStore | Path | str, domain: str) -> d
         ).to_dict()
         return {f.name: got[f.name][0] for f in view.features}
 
-    return _cached(store, f"{DOMAIN_FEATURES}/{domain}", read)
+    key = f"{DOMAIN_FEATURES}/{domain}"
+    values = _cached(store, key, read)
+    if all(v is None for v in values.values()):
+        # no row (a store emptied and not reloaded yet): ask again next time, or every request for
+        # a minute after the recovery would be scored without the domain's features
+        _OBJECT_CACHE.get(store, {}).pop(key, None)
+    return values
 
 
 def sample_keys(fv: FeatureView, end: datetime, k: int = SAMPLE_ROWS) -> dict[str, list] | None:
@@ -141,6 +148,11 @@ def rows_present(store: FeatureStore, fv: FeatureView, keys: dict[str, list]) ->
 # service from the registry proto costs ~15 ms, ten times the online read of one user.
 _OBJECT_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _OBJECT_TTL_S = 60.0
+
+
+def forget(store: FeatureStore) -> None:
+    """Drop what is memoised for `store` (its online store file was replaced: read it afresh)."""
+    _OBJECT_CACHE.pop(store, None)
 
 
 def _cached(store: FeatureStore, name: str, load: Callable[[], T]) -> T:
