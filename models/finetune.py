@@ -20,8 +20,9 @@ from models.checkpoint import load_checkpoint
 from models.dacdr import DACDR, FINETUNE_TRAINABLE
 from models.layers import grow_embedding
 from models.predict import resolve_device
-from models.spec import FIRST, UNK, FeatureSpec, manifest_domains, read_manifest
+from models.spec import FeatureSpec, manifest_domains, read_manifest
 from models.train import BEST, TrainConfig, fit, json_safe, read_split
+from models.vocab import FIRST, UNK
 
 
 def grow_for_spec(model: DACDR, spec: FeatureSpec) -> DACDR:

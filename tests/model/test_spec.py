@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from features import contract as C
-from models.spec import PAD, UNK, FeatureSpec, IntVocab, StrVocab
+from models.spec import FeatureSpec
+from models.vocab import PAD, UNK, IntVocab, StrVocab
 from tests.model.synth import synth_table
 
 MANIFEST = {

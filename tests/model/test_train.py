@@ -16,8 +16,8 @@ from models.checkpoint import load_checkpoint, save_checkpoint
 from models.dacdr import FINETUNE_TRAINABLE
 from models.predict import predict
 from models.run import train
-from models.spec import UNK
 from models.train import BEST, LAST, METRICS
+from models.vocab import UNK
 from tests.model.conftest import NEW_DOMAIN, SYNTH_SEED
 
 REPO = Path(__file__).resolve().parents[2]
