@@ -301,6 +301,12 @@ def main() -> None:
         args.json.write_text(json.dumps(summary, indent=2))
 
 
+def halves_slope(r: np.ndarray, since: float) -> float | None:
+    """Workers' RSS slope (MiB/min) from `since` on: a plateau reached early reads ~0, a leak does not."""
+    late = r[:, 0] >= since
+    return round(float(np.polyfit(r[late, 0], r[late, 1], 1)[0]) * 60, 2) if late.sum() >= 3 else None
+
+
 def summarize(
     args: argparse.Namespace, tags: dict[str, str], log: Log, refs: tuple[Reference, Reference],
     marks: dict[str, float], t0: float, rss: list[tuple[float, float, float]], load0: float,
@@ -338,6 +344,9 @@ def summarize(
         "fail_p99_ms": round(float(np.percentile(fail, 99)), 1) if len(fail) else None,
         "rss_workers_mib": mib(1), "rss_tree_mib": mib(2),
         "rss_workers_mib_per_min_after_1st_min": slope,
+        "rss_workers_mib_per_min_2nd_half": halves_slope(r, t0 + args.seconds / 2),
+        "rss_workers_mib_by_minute": [round(float(r[r[:, 0] <= t0 + 60 * m, 1][-1]), 1)
+                                      for m in range(1, int(args.seconds // 60) + 1)],
     }
     summary["pass"] = bool(
         verdict["wrong"] == 0 and verdict["silent_cold_starts"] == 0 and verdict["errors_outside_window"] == 0
@@ -363,6 +372,9 @@ def markdown(s: dict) -> str:
         "| " + " | ".join(head) + " |", "|---" * len(head) + "|", "| " + " | ".join(map(str, row)) + " |", "",
         f"pass: {s['pass']}; {s['queries_differing_between_stores']} of 200 queries differ between the "
         f"stores; in the window: {s['old_in_window']} old, {s['cold_in_window']} cold answers",
+        f"workers' RSS by minute (MiB): {s['rss_workers_mib_by_minute']}; slope after the 1st minute "
+        f"{s['rss_workers_mib_per_min_after_1st_min']}, in the 2nd half "
+        f"{s['rss_workers_mib_per_min_2nd_half']} MiB/min",
     ])
 
 
