@@ -46,11 +46,11 @@ def _free_port() -> int:
 
 def _clone(src: Path, dst: Path, online_kind: str, redis_url: str | None) -> None:
     """A second store over the same built parquet (no rebuild): copy data, render for `online`, apply."""
-    from features import store as S
+    from features import store as fs
 
-    shutil.copytree(S.data_dir(src), S.data_dir(dst), ignore=shutil.ignore_patterns("*.db"))
-    S.render_repo(dst, S.OnlineConfig(kind=online_kind, redis_url=redis_url))
-    S.apply(dst)
+    shutil.copytree(fs.data_dir(src), fs.data_dir(dst), ignore=shutil.ignore_patterns("*.db"))
+    fs.render_repo(dst, fs.OnlineConfig(kind=online_kind, redis_url=redis_url))
+    fs.apply(dst)
 
 
 def _latency(fn, calls: int) -> tuple[float, float]:
@@ -70,19 +70,19 @@ def _protos_path(workdir: Path) -> tuple[int, float]:
     and one ValueProto per value through online_write_batch (batched). Returns (user rows, seconds)."""
     from feast.utils import _convert_arrow_to_proto
 
-    from features import store as S
+    from features import store as fs
     from features.feature_repo.views import USER_SEQUENCES
 
-    store = S.open_store(workdir)
+    store = fs.open_store(workdir)
     provider = store._get_provider()
     fv = store.get_feature_view(USER_SEQUENCES)
     t0 = time.perf_counter()
     table = provider.offline_store.pull_latest_from_table_or_query(
         config=store.config, data_source=fv.batch_source, join_key_columns=["user_id"],
         feature_name_columns=[f.name for f in fv.features], timestamp_field=fv.batch_source.timestamp_field,
-        created_timestamp_column=None, start_date=S.EPOCH, end_date=datetime.now(UTC),
+        created_timestamp_column=None, start_date=fs.EPOCH, end_date=datetime.now(UTC),
     ).to_arrow()
-    for batch in table.to_batches(max_chunksize=S.WRITE_BATCH_ROWS):
+    for batch in table.to_batches(max_chunksize=fs.WRITE_BATCH_ROWS):
         rows = _convert_arrow_to_proto(batch, fv, {"user_id": fv.entity_columns[0].dtype.to_value_type()})
         provider.online_write_batch(store.config, fv, rows, None)
     return table.num_rows, time.perf_counter() - t0
@@ -106,7 +106,7 @@ def bench_online_store(
     serving views alone; a push of the last day and its replay; online reads."""
     from features import contract as C
     from features import io, materialize, online
-    from features import store as S
+    from features import store as fs
     from features.feature_repo.views import DOMAIN_FEATURES, ITEM_SIDE_INFO, USER_PACKED, USER_SEQUENCES
     from features.push import push
 
@@ -114,7 +114,7 @@ def bench_online_store(
     work = base.parent / f"{kind}_store"
     _fresh(base, work, kind, redis_url)
     t0 = time.perf_counter()
-    S.open_store(work).materialize(start_date=S.EPOCH, end_date=datetime.now(UTC))
+    fs.open_store(work).materialize(start_date=fs.EPOCH, end_date=datetime.now(UTC))
     feast_s = time.perf_counter() - t0
     _fresh(base, work, kind, redis_url)
     n_old, old_s = _protos_path(work)
@@ -146,7 +146,7 @@ def bench_online_store(
                        pushed.events / pushed.seconds, "events/s"))
     out.append(Figures(f"{kind}: push replay (nothing changes)", replay.events / replay.seconds, "events/s"))
 
-    store = S.open_store(work)
+    store = fs.open_store(work)
     rng = np.random.default_rng(seed)
     reads = {
         "online_features (dacdr_v1, typed frame)": lambda n: online.online_features(
@@ -182,7 +182,7 @@ def main() -> None:
 
     from features import contract as C
     from features import io, offline
-    from features import store as S
+    from features import store as fs
     from features.simulator import simulate
 
     scratch = args.workdir or Path(tempfile.mkdtemp(prefix="bench_feast_"))
@@ -193,15 +193,15 @@ def main() -> None:
     figures.append(Figures("simulate logs", time.perf_counter() - t0, "s"))
     base = scratch / "base"
     t0 = time.perf_counter()
-    built = S.build(logs, base)
+    built = fs.build(logs, base)
     figures.append(Figures("build (snapshots + views parquet)", time.perf_counter() - t0, "s"))
     figures.append(Figures("user_sequences snapshot rows", built.rows["user_sequences.parquet"], "rows"))
-    S.apply(base)
-    users = pd.read_parquet(S.data_dir(base) / "user_sequences.parquet", columns=[C.USER_ID])[
+    fs.apply(base)
+    users = pd.read_parquet(fs.data_dir(base) / "user_sequences.parquet", columns=[C.USER_ID])[
         C.USER_ID
     ].unique()
 
-    kinds: list[tuple[str, str | None]] = [(S.ONLINE_SQLITE, None)]
+    kinds: list[tuple[str, str | None]] = [(fs.ONLINE_SQLITE, None)]
     redis_proc = None
     if args.redis:
         binary = shutil.which("redis-server")
@@ -214,7 +214,7 @@ def main() -> None:
                 stdout=subprocess.DEVNULL,
             )
             time.sleep(0.5)
-            kinds.append((S.ONLINE_REDIS, f"redis://127.0.0.1:{port}/0"))
+            kinds.append((fs.ONLINE_REDIS, f"redis://127.0.0.1:{port}/0"))
     try:
         for kind, url in kinds:
             figures += bench_online_store(base, logs, kind, url, users, args.seed)

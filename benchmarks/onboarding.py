@@ -20,21 +20,6 @@ from pathlib import Path
 import numpy as np
 
 
-def paired_bootstrap_se(users: np.ndarray, labels: np.ndarray, a: np.ndarray, b: np.ndarray, n: int = 200
-                        ) -> float:
-    """Standard error of AUC(a) - AUC(b) under resampling test users with replacement (seeded)."""
-    from models.metrics import auc
-
-    rng = np.random.default_rng(0)
-    uniq, inv = np.unique(users, return_inverse=True)
-    rows_of = [np.flatnonzero(inv == u) for u in range(len(uniq))]
-    diffs = []
-    for _ in range(n):
-        take = np.concatenate([rows_of[u] for u in rng.integers(0, len(uniq), len(uniq))])
-        diffs.append(auc(labels[take], a[take]) - auc(labels[take], b[take]))
-    return float(np.std(diffs, ddof=1))
-
-
 def main() -> None:
     """Run both arms per seed and print the comparison."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -55,6 +40,7 @@ def main() -> None:
     import torch
 
     from models.checkpoint import load_checkpoint
+    from models.experiments.significance import paired_auc_bootstrap
     from models.finetune import finetune
     from models.metrics import auc
     from models.predict import predict
@@ -80,7 +66,7 @@ def main() -> None:
             preds[arm] = predict(model, spec, test, device=torch.device("cpu"))
             rows.append({"seed": seed, "arm": arm, "auc": auc(labels, preds[arm]), "seconds": round(wall, 1)})
             print(json.dumps(rows[-1]), flush=True)
-        se = paired_bootstrap_se(users, labels, preds["finetune"], preds["scratch"])
+        se = paired_auc_bootstrap(labels, users, preds["finetune"], preds["scratch"])[3]
         print(json.dumps({"seed": seed, "diff": rows[-2]["auc"] - rows[-1]["auc"], "bootstrap_se": se}))
     ft = np.array([r["auc"] for r in rows if r["arm"] == "finetune"])
     sc = np.array([r["auc"] for r in rows if r["arm"] == "scratch"])

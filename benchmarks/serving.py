@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dacdr.processes import stop_group
+from dacdr.processes import free_port, stop_group  # noqa: F401  # free_port: sibling benchmarks
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,13 +47,6 @@ class Result:
     rps: float
     p50_ms: float
     p99_ms: float
-
-
-def free_port() -> int:
-    """A currently free loopback TCP port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def prepare(workdir: Path, preset: str, seed: int, epochs: int, domain: str | None) -> dict[str, str]:
@@ -116,28 +108,17 @@ def start_server(
     workdir: Path, bento: str, port: int, extra_env: dict[str, str] | None = None, workers: int = 1
 ) -> subprocess.Popen:
     """`bentoml serve BENTO` on 127.0.0.1:PORT in its own process group; returns once /readyz is 200."""
-    import httpx
-
-    log = open(workdir / f"serve-{port}.log", "w")  # noqa: SIM115 - lives as long as the server
     from bento.config import workers_env
+    from bento.launch import start_bento, wait_ready
 
-    cmd = [sys.executable, "-m", "bentoml", "serve", bento, "--host", "127.0.0.1", "--port", str(port)]
-    env = workers_env(env_for(workdir, extra_env), workers)
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited {proc.returncode}; see {log.name}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    stop_server(proc)
-    raise RuntimeError(f"server not ready in 300 s; see {log.name}")
+    log = workdir / f"serve-{port}.log"
+    url, proc = start_bento(bento, workers_env(env_for(workdir, extra_env), workers), log, port)
+    try:
+        wait_ready(url, proc, log, timeout=300)
+    except BaseException:
+        stop_server(proc)
+        raise
+    return proc
 
 
 def stop_server(proc: subprocess.Popen) -> None:

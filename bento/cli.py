@@ -66,7 +66,7 @@ def serve_cmd(
     import sys
 
     from bento.config import ENV_FEAST_REPO, workers_env
-    from bento.packaging import model_name
+    from bento.names import model_name
     from bento.served_log import ENV_SERVED_LOG_DIR
 
     domain_name(domain)

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bento.names import MODEL_PREFIX, domain_checkpoint
+
 ENV_DOMAIN = "DACDR_DOMAIN"
 ENV_MODEL_TAG = "DACDR_MODEL_TAG"
 ENV_FEAST_REPO = "DACDR_FEAST_REPO"
@@ -46,8 +48,6 @@ BATCH_MAX_QUERIES = 64
 ARG_DOMAIN = "domain"
 ARG_MODEL_TAG = "model_tag"
 ARG_FEAST_REPO = "feast_repo"
-CHECKPOINT_FILE = "checkpoint.pt"
-MODEL_PREFIX = "dacdr-"
 SERVICE_NAME = "dacdr"
 ENV_BENTOML_OVERRIDES = "BENTOML_CONFIG_OVERRIDES"  # BentoML's JSON config override, read by `bentoml serve`
 
@@ -137,10 +137,7 @@ def preflight(args: dict[str, Any], environ: dict[str, str]) -> ServeConfig:
     config = resolve_config(args, environ)
     tag = resolve_model_tag(config.domain, config.model_tag)
     stored = bentoml.models.get(tag)
-    if stored.tag.name != f"{MODEL_PREFIX}{config.domain}":
-        raise ValueError(f"model {stored.tag} is not a model of domain {config.domain!r}")
-    if not Path(stored.path_of(CHECKPOINT_FILE)).is_file():
-        raise ValueError(f"model {stored.tag} has no {CHECKPOINT_FILE}; package it again")
+    domain_checkpoint(stored, config.domain)  # ModelMismatch (a ValueError) names the problem
     if not fs.repo_dir(config.feast_workdir).is_dir():
         raise fs.FeatureStoreError(f"{config.feast_workdir}: no feature store; set {ENV_FEAST_REPO}")
     fs.check_online_store(config.feast_workdir)

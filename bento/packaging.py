@@ -15,10 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from features import contract as C
+from bento.names import CHECKPOINT_FILE, model_name
 
-MODEL_PREFIX = "dacdr-"
-CHECKPOINT_FILE = "checkpoint.pt"
 SUMMARY_FILE = "dacdr.json"
 SERVICE = "bento.service:DacdrService"
 # the Bento's source: the service and the model/feature code it imports (no training entry point
@@ -27,11 +25,6 @@ BENTO_PACKAGES_SRC = ("bento", "models", "features")
 BENTO_INCLUDE = ["bento/**/*.py", "models/**/*.py", "features/**/*.py", "features/feature_repo/*.yaml"]
 BENTO_EXCLUDE = ["**/__pycache__"]
 BENTO_PACKAGES = ["torch", "numpy", "pandas<3", "pyarrow", "feast[duckdb]==0.67.0", "bentoml>=1.4.40,<1.5"]
-
-
-def model_name(domain: str) -> str:
-    """The model store / Bento name of a domain."""
-    return f"{MODEL_PREFIX}{C.check_domain_name(domain)}"
 
 
 def project_root() -> Path:

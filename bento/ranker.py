@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING, Any
 import bentoml
 
 from bento.config import (
-    CHECKPOINT_FILE,
     DEFAULT_ONLINE_BUSY_TIMEOUT_MS,
     ENV_ONLINE_BUSY_TIMEOUT_MS,
-    MODEL_PREFIX,
     read_positive_int,
     resolve_model_tag,
 )
 from bento.health import STORE_HEALTH, StoreUnavailable, store_errors
+from bento.names import domain_checkpoint
 from bento.schema import to_utc
 from bento.store_watch import StoreWatch
 from dacdr.threads import configure as configure_threads
@@ -97,9 +96,7 @@ def load_model(domain: str, tag: str) -> tuple[str, nn.Module, FeatureSpec, dict
     from models.checkpoint import load_checkpoint
 
     stored = bentoml.models.get(tag)
-    if stored.tag.name != f"{MODEL_PREFIX}{domain}":
-        raise ValueError(f"model {stored.tag} is not a model of domain {domain!r}")
-    model, spec, meta = load_checkpoint(Path(stored.path_of(CHECKPOINT_FILE)), "cpu")
+    model, spec, meta = load_checkpoint(domain_checkpoint(stored, domain), "cpu")
     model.eval()  # once: serving never trains
     if domain not in spec.domain_tasks:
         raise ValueError(f"model {stored.tag} was not trained for domain {domain!r}: {spec.domain_tasks}")

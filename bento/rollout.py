@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from bento.names import ModelMismatch, domain_checkpoint
 from bento.registry import (  # noqa: F401 (re-exported: the service and flows read them from here)
     EXPERIMENT,
     REGISTRY_DIR,
@@ -37,8 +38,6 @@ from bento.registry import (  # noqa: F401 (re-exported: the service and flows r
 )
 from features import contract as C
 
-MODEL_PREFIX = "dacdr-"
-CHECKPOINT_FILE = "checkpoint.pt"
 PROMOTE, KEEP, ROLLBACK = "promote", "keep", "rollback"
 NONINFERIORITY_SE = 2.0  # candidate may trail production by at most this many s.e. of the AUC difference
 FIRST_MODEL_SE = 2.0  # a first model must beat popularity by more than this many s.e.
@@ -94,11 +93,10 @@ def checkpoint_of(tag: str, domain: str) -> tuple[str, Path]:
         model = bentoml.models.get(tag)
     except NotFound as exc:
         raise RolloutError(f"model {tag!r} is not in the BentoML model store") from exc
-    if model.tag.name != f"{MODEL_PREFIX}{domain}":
-        raise RolloutError(f"model {model.tag} is not a model of domain {domain!r}")
-    path = Path(model.path_of(CHECKPOINT_FILE))
-    if not path.is_file():
-        raise RolloutError(f"model {model.tag} has no {CHECKPOINT_FILE}")
+    try:
+        path = domain_checkpoint(model, domain)
+    except ModelMismatch as exc:
+        raise RolloutError(str(exc)) from exc
     return str(model.tag), path
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import typer
@@ -31,7 +31,9 @@ def _parse_end(end: str | None, option: str = "--end") -> datetime | None:
         when = datetime.fromisoformat(end)
     except ValueError as exc:
         raise UserError(f"{option} {end!r}: expected YYYY-MM-DD or an ISO datetime") from exc
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    from features.store import utc
+
+    return utc(when)
 
 
 @contextmanager

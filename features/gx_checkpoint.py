@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from features import suites as S
+from features import suites
 
 _DOCS_SITE = "dacdr"
 
@@ -74,11 +74,11 @@ class GxRun:
             if r.exception_info and r.exception_info.get("raised_exception"):
                 raise RuntimeError(f"GX could not evaluate {r.expectation_config.type}: {r.exception_info}")
             meta = r.expectation_config.meta or {}
-            out[meta[S.META_RULE]] = {
+            out[meta[suites.META_RULE]] = {
                 "success": bool(r.success),
                 "unexpected_count": r.result.get("unexpected_count"),
                 "observed_value": r.result.get("observed_value"),
-                "level": meta[S.META_LEVEL],
+                "level": meta[suites.META_LEVEL],
             }
         return out
 

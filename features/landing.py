@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from features import contract as C
-from features import suites as S
+from features import suites
 
 _INT_TEXT = r"^\s*[+-]?\d{1,18}\s*$"  # int64-safe integers; "1.5" or "abc" are unparsable
 _FLOAT_TEXT = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
@@ -31,7 +31,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 class LandingFileError(C.ContractError):
     """A landing file that fails its whole table: linked, unreadable, empty, wrong columns (no content)."""
 
-    def __init__(self, source: str, detail: str, rule: str = S.FILE_READABLE) -> None:
+    def __init__(self, source: str, detail: str, rule: str = suites.FILE_READABLE) -> None:
         """Keep the parts: validation reports `rule` as the failed table-level expectation."""
         self.source, self.detail, self.rule = source, detail, rule
         super().__init__(f"{source}: {detail}")
@@ -156,7 +156,7 @@ def check_columns(names: list[str], table: str, source: str) -> None:
             source,
             "; ".join(f"{what} column(s) {safe_names(cols)}"
                       for what, cols in (("missing", missing), ("unexpected", extra)) if cols),
-            S.COLUMNS_MATCH_CONTRACT,
+            suites.COLUMNS_MATCH_CONTRACT,
         )
 
 
@@ -169,12 +169,12 @@ def read_landing_file(path: Path, table: str, root: Path, follow_links: bool = F
     source = str(path)
     is_csv = path.suffix.lower() == ".csv"
     if path.lstat().st_size == 0:  # lstat: a link is judged (and refused) by read_raw
-        raise LandingFileError(source, "the file is empty (0 bytes)", S.FILE_NOT_EMPTY)
+        raise LandingFileError(source, "the file is empty (0 bytes)", suites.FILE_NOT_EMPTY)
     # CSV: every column as text, parsed below, so one bad cell quarantines one row
     raw = read_raw(path, table, root, follow_links)
     check_columns(raw.column_names, table, source)
     if raw.num_rows == 0:
-        raise LandingFileError(source, "the file has no rows", S.FILE_NOT_EMPTY)
+        raise LandingFileError(source, "the file has no rows", suites.FILE_NOT_EMPTY)
     arrays, fields, unparsable, warnings = [], [], {}, []
     for f in C.SCHEMAS[table]:
         col = raw.column(f.name)
@@ -223,6 +223,6 @@ def cast_typed(
         text = col.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
         raise LandingFileError(
-            source, f"column {name} has type {col.type}, expected {typ}", S.COLUMN_TYPES_MATCH_CONTRACT
+            source, f"column {name} has type {col.type}, expected {typ}", suites.COLUMN_TYPES_MATCH_CONTRACT
         ) from exc
     return parse_text(text, typ)

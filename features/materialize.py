@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from dacdr.threads import duckdb_threads
-from features import store as S
+from features import store as fs
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -40,14 +40,14 @@ def materialize(
 
     Each snapshot view resumes where its last materialization ended (reloaded whole when the online
     store lost its rows: windows); the dimension views (items, domains) are reloaded whole, since
-    their rows are stamped S.EPOCH. The latest rows come from one
+    their rows are stamped fs.EPOCH. The latest rows come from one
     duckdb query per view (latest_rows), are serialized column-wise (features.feature_repo.wire:
     the bytes Feast would write, tested) and written in large batches (docs/feature-store.md);
     then the interval is recorded in the registry like Feast does. `views`: only these (e.g. the
     ones a ranking service reads); each view keeps its own interval, so the rest can follow later.
     """
-    store = S.open_store(workdir)
-    end = S.utc(end or datetime.now(UTC))
+    store = fs.open_store(workdir)
+    end = fs.utc(end or datetime.now(UTC))
     t0 = time.perf_counter()
     rows: dict[str, int] = {}
     view_seconds: dict[str, float] = {}
@@ -77,21 +77,21 @@ def windows(
 
     registered = store.list_feature_views()
     if not registered:
-        raise S.FeatureStoreError(
-            f"{S.repo_dir(workdir)}: no feature views registered; run `dacdr features apply` first"
+        raise fs.FeatureStoreError(
+            f"{fs.repo_dir(workdir)}: no feature views registered; run `dacdr features apply` first"
         )
     unknown = sorted(set(views or []) - {fv.name for fv in registered})
     if unknown:
         known = sorted(fv.name for fv in registered)
-        raise S.FeatureStoreError(f"no feature view(s) {unknown}; known: {known}")
+        raise fs.FeatureStoreError(f"no feature view(s) {unknown}; known: {known}")
     out = []
     for fv in registered:
         if views and fv.name not in views:
             continue
         dimension = fv.name in (ITEM_SIDE_INFO, DOMAIN_FEATURES)
         last = fv.most_recent_end_time
-        resume = not dimension and last is not None and not lost_rows(store, fv, S.utc(last))
-        out.append((fv, S.utc(last) if resume else S.EPOCH))
+        resume = not dimension and last is not None and not lost_rows(store, fv, fs.utc(last))
+        out.append((fv, fs.utc(last) if resume else fs.EPOCH))
     # dimension views first, the packed view last: readiness samples the packed view's users, so a
     # served store that has its users back (a reload after a loss) has what else a request reads
     first = (ITEM_SIDE_INFO, DOMAIN_FEATURES)
@@ -110,7 +110,7 @@ def lost_rows(store: FeatureStore, fv: FeatureView, last: datetime) -> bool:
 
 def _naive_utc(ts: datetime) -> datetime:
     """A naive datetime holding UTC (how Feast's stores and the parquet timestamps compare)."""
-    return S.utc(ts).replace(tzinfo=None)
+    return fs.utc(ts).replace(tzinfo=None)
 
 
 def _materialize_view(store: FeatureStore, fv: FeatureView, start: datetime, end: datetime) -> int:
@@ -152,7 +152,7 @@ def write_online(store: FeatureStore, fv: FeatureView, table: pa.Table) -> None:
     provider = store._get_provider()
     online = provider.online_store
     version = store.config.entity_key_serialization_version
-    for batch in table.to_batches(max_chunksize=S.WRITE_BATCH_ROWS):
+    for batch in table.to_batches(max_chunksize=fs.WRITE_BATCH_ROWS):
         if hasattr(online, "write_serialized"):
             online.write_serialized(store.config, fv, serialize_batch(batch, fv, version))
         else:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from features import contract as C
-from features import store as S
+from features import store as fs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,7 +37,7 @@ def historical_features(store_or_workdir: FeatureStore | Path | str, rows: pd.Da
     from features.feature_repo.views import ITEM_SIDE_INFO
     from features.sequences import normalize_sequences
 
-    store = S.as_store(store_or_workdir)
+    store = fs.as_store(store_or_workdir)
     need = [C.USER_ID, C.DOMAIN, C.EVENT_TIME]
     missing = [c for c in need if c not in rows.columns]
     if missing:
@@ -52,7 +52,7 @@ def historical_features(store_or_workdir: FeatureStore | Path | str, rows: pd.Da
     if clash:
         raise C.ContractError(f"rows already have feature column(s) {clash}")
     feats = pa.Table.from_arrays([c for part in parts for c in part.columns], names=names)
-    out = normalize_sequences(feats).to_pandas(types_mapper=S.pandas_type)
+    out = normalize_sequences(feats).to_pandas(types_mapper=fs.pandas_type)
     out.index = rows.index
     return pd.concat([rows, out], axis=1)
 
@@ -80,12 +80,12 @@ def _pit_features(
     refs = [f"{v}:{f.name}" for v, f in fields]
     got = store.get_historical_features(entity_df=entity, features=refs).to_arrow()
     if got.num_rows != len(uniq):
-        raise S.FeatureStoreError(
+        raise fs.FeatureStoreError(
             f"historical retrieval returned {got.num_rows} rows for {len(uniq)} entity rows"
         )
     # position of each input row's (keys, day) in the retrieval result sorted by _ROW
     pos = keyed.merge(uniq, on=[*keys, _DAY], how="left", sort=False)[_ROW].to_numpy()
-    schema = pa.schema([pa.field(f.name, S.ARROW_TYPES[str(f.dtype)]) for _, f in fields])
+    schema = pa.schema([pa.field(f.name, fs.ARROW_TYPES[str(f.dtype)]) for _, f in fields])
     return got.sort_by(_ROW).select(schema.names).cast(schema).take(pa.array(pos))
 
 
@@ -113,9 +113,9 @@ def historical_training_table(
     """
     from features.sequences import RESERVED_ID, sequence_columns
 
-    built = S.built_max_len(workdir)
+    built = fs.built_max_len(workdir)
     if max_len is not None and max_len != built:
-        raise S.FeatureStoreError(
+        raise fs.FeatureStoreError(
             f"the store was built with max_len={built}, asked for {max_len}; rebuild it"
         )
     rows, feats = _training_rows(Path(logs), None if base_logs is None else Path(base_logs), train_end)
@@ -123,10 +123,10 @@ def historical_training_table(
     domain_cols = [C.domain_feature_col(f) for f in feats]
     absent = [c for c in domain_cols if c not in got.columns]
     if absent:
-        raise S.FeatureStoreError(f"the store's domain view lacks {absent}; rebuild it from these logs")
+        raise fs.FeatureStoreError(f"the store's domain view lacks {absent}; rebuild it from these logs")
     unknown = got.loc[got[C.ROLE].isna(), C.DOMAIN].unique().tolist()
     if unknown:
-        raise S.FeatureStoreError(
+        raise fs.FeatureStoreError(
             f"domain(s) {sorted(unknown)} are not in the store's domain view; rebuild it"
         )
     for c in C.SIDE_INFO:
@@ -163,5 +163,5 @@ def write_training_dataset(
     domains = read_domains(logs, base)
     train_end = training_window_end(logs, domains, test_days, val_days)
     table = historical_training_table(workdir, logs, base_logs=base, train_end=train_end)
-    return write_dataset(table, domains, Path(out), S.built_max_len(workdir), test_days, val_days,
+    return write_dataset(table, domains, Path(out), fs.built_max_len(workdir), test_days, val_days,
                          extra={"source": "feast"})

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 import pyarrow as pa
 
 from features import contract as C
-from features import store as S
+from features import store as fs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,7 +36,7 @@ def online_features(
     from features.feature_repo.services import DACDR_V1
     from features.sequences import normalize_sequences
 
-    store = S.as_store(store_or_workdir)
+    store = fs.as_store(store_or_workdir)
     C.check_domain_name(domain)
     ids = [int(u) for u in user_ids]
     service = _cached(store, DACDR_V1, lambda: store.get_feature_service(DACDR_V1, allow_cache=True))
@@ -45,14 +45,14 @@ def online_features(
         entity_rows={C.USER_ID: ids, C.DOMAIN: [domain] * len(ids)},
     )
     tbl = normalize_sequences(_typed_table(response.to_arrow(), [C.USER_ID, C.DOMAIN], service))
-    return tbl.to_pandas(types_mapper=S.pandas_type)
+    return tbl.to_pandas(types_mapper=fs.pandas_type)
 
 
 def item_features(store_or_workdir: FeatureStore | Path | str, item_ids: list[int]) -> pd.DataFrame:
     """Side info (category_id, brand_id, shop_id as Int64, price) of candidate items, one row per id."""
     from features.feature_repo.views import ITEM_SIDE_INFO
 
-    store = S.as_store(store_or_workdir)
+    store = fs.as_store(store_or_workdir)
     ids = [int(i) for i in item_ids]
     view = _cached(
         store, ITEM_SIDE_INFO, lambda: store.get_feature_view(ITEM_SIDE_INFO, allow_registry_cache=True)
@@ -61,14 +61,14 @@ def item_features(store_or_workdir: FeatureStore | Path | str, item_ids: list[in
         features=[f"{ITEM_SIDE_INFO}:{f.name}" for f in view.features],
         entity_rows={C.ITEM_ID: ids},
     )
-    return _typed_table(response.to_arrow(), [C.ITEM_ID], view).to_pandas(types_mapper=S.pandas_type)
+    return _typed_table(response.to_arrow(), [C.ITEM_ID], view).to_pandas(types_mapper=fs.pandas_type)
 
 
 def packed_sequences(store_or_workdir: FeatureStore | Path | str, user_ids: list[int]) -> list[bytes | None]:
     """Users' packed sequence blobs (features.packed) in one online read of the packed view (None: unseen)."""
     from features.feature_repo.views import PACKED_SEQUENCES, USER_PACKED
 
-    store = S.as_store(store_or_workdir)
+    store = fs.as_store(store_or_workdir)
     response = store.get_online_features(
         features=[f"{USER_PACKED}:{PACKED_SEQUENCES}"], entity_rows={C.USER_ID: [int(u) for u in user_ids]}
     )
@@ -81,7 +81,7 @@ def domain_values(store_or_workdir: FeatureStore | Path | str, domain: str) -> d
     row every request needs."""
     from features.feature_repo.views import DOMAIN_FEATURES
 
-    store = S.as_store(store_or_workdir)
+    store = fs.as_store(store_or_workdir)
     C.check_domain_name(domain)
 
     def read() -> dict[str, str | None]:
@@ -120,7 +120,7 @@ def sample_keys(fv: FeatureView, end: datetime, k: int = SAMPLE_ROWS) -> dict[st
         # no ORDER BY: the scan stops after k matching rows, so this stays fast on a large snapshot
         tbl = con.sql(
             f"SELECT {cols} FROM read_parquet($path) WHERE {ts}::TIMESTAMP <= $end LIMIT {int(k)}",
-            params={"path": source.path, "end": S.utc(end).replace(tzinfo=None)},
+            params={"path": source.path, "end": fs.utc(end).replace(tzinfo=None)},
         ).to_arrow_table()
     finally:
         con.close()
@@ -179,6 +179,6 @@ def _typed_table(tbl: pa.Table, keys: list[str], source: FeatureService | Featur
     else:
         fields = list(source.features)
     schema = pa.schema(
-        [tbl.schema.field(k) for k in keys] + [pa.field(f.name, S.ARROW_TYPES[str(f.dtype)]) for f in fields]
+        [tbl.schema.field(k) for k in keys] + [pa.field(f.name, fs.ARROW_TYPES[str(f.dtype)]) for f in fields]
     )
     return tbl.select(schema.names).cast(schema)

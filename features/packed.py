@@ -86,7 +86,7 @@ def packed_snapshots(snapshots: pa.Table) -> pa.Table:
 
 
 @dataclass(frozen=True)
-class Layout:
+class BlobLayout:
     """Where every list of a run of blobs lies in their concatenated int64 words."""
 
     words: np.ndarray  # the blobs' words back to back
@@ -104,7 +104,7 @@ class Layout:
         return rows, within, base[rows] + within
 
 
-def layout(blobs: Sequence[bytes | None] | pa.Array) -> Layout:
+def layout(blobs: Sequence[bytes | None] | pa.Array) -> BlobLayout:
     """Check and locate a run of packed blobs (None or b"" is a user with no sequences)."""
     nb, nf = _shape()
     if isinstance(blobs, (pa.Array, pa.ChunkedArray)):
@@ -124,7 +124,7 @@ def layout(blobs: Sequence[bytes | None] | pa.Array) -> Layout:
     expected = np.where(present, _HEAD + nb + nf * lens.sum(axis=1), 0)
     if (lens < 0).any() or not np.array_equal(expected * 8, sizes):
         raise PackError("packed blob length does not match its header")
-    return Layout(words=words, starts=starts, lens=lens)
+    return BlobLayout(words=words, starts=starts, lens=lens)
 
 
 def unpack(blobs: Sequence[bytes | None] | pa.Array) -> pa.Table:

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from features import contract as C
 from features import io
-from features import store as S
+from features import store as fs
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def day_behaviors(logs: Path | str, dt: str, until: datetime | None = None) -> p
     """One day's behaviour rows (contract-typed), only those with event_time < until when given."""
     behaviors = io.read_table(logs, C.BEHAVIORS, dt)
     if until is not None:
-        bound = pa.scalar(S.utc(until), C.TIMESTAMP)
+        bound = pa.scalar(fs.utc(until), C.TIMESTAMP)
         behaviors = behaviors.filter(pc.less(behaviors[C.EVENT_TIME], bound))
     return behaviors
 
@@ -58,14 +58,14 @@ def push(logs: Path | str, dt: str, workdir: Path | str, until: datetime | None 
 
     t0 = time.perf_counter()
     behaviors = day_behaviors(logs, dt, until)
-    store = S.open_store(workdir)
+    store = fs.open_store(workdir)
     users = np.unique(np.asarray(behaviors[C.USER_ID], dtype=np.int64))
     if not len(users):
         return PushResult(events=0, users=0, changed=0, seconds=time.perf_counter() - t0)
     current = unpack(online.packed_sequences(store, users.tolist()))
     current = current.add_column(0, C.USER_ID, pa.array(users))
     items, domains = io.read_table(logs, C.ITEMS), io.read_table(logs, C.DOMAINS)
-    merged = merge_sequences(current, behaviors, items, domains, S.built_max_len(workdir))
+    merged = merge_sequences(current, behaviors, items, domains, fs.built_max_len(workdir))
     # only users whose lists changed: a replay (or a day of non-source behaviour) writes nothing
     before = current.take(pa.array(np.searchsorted(users, np.asarray(merged[C.USER_ID]))))
     changed = pc.not_equal(pack(merged), pack(before))

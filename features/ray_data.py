@@ -23,8 +23,7 @@ import pyarrow.compute as pc
 
 from dacdr.engine import init_ray
 from features import contract as C
-from features import sequences as S
-from features import suites
+from features import sequences, suites
 
 PART = "__part"  # the partition id of a task's input row (Ray Data's batch)
 ROW = "__row"  # a row's position in the caller's table, to restore its order
@@ -82,14 +81,14 @@ def sequence_snapshots(
     behaviors: pa.Table,
     items: pa.Table,
     domains: pa.Table,
-    max_len: int = S.DEFAULT_MAX_LEN,
+    max_len: int = sequences.DEFAULT_MAX_LEN,
     partitions: int | None = None,
 ) -> pa.Table:
     """features.sequences.sequence_snapshots on Ray Data, one user partition per task: the same table."""
     init_ray()
     parts = partitions if partitions is not None else default_partitions()
-    out = map_partitions(S.sequence_snapshots, [split_by_user(behaviors, parts)], (items, domains, max_len),
-                         S.snapshot_schema())
+    out = map_partitions(sequences.sequence_snapshots, [split_by_user(behaviors, parts)],
+                         (items, domains, max_len), sequences.snapshot_schema())
     return out.sort_by([(C.USER_ID, "ascending"), (C.SNAPSHOT_TIME, "ascending")])
 
 
@@ -98,19 +97,20 @@ def with_sequences(
     behaviors: pa.Table,
     items: pa.Table,
     domains: pa.Table,
-    max_len: int = S.DEFAULT_MAX_LEN,
+    max_len: int = sequences.DEFAULT_MAX_LEN,
     history_at: datetime | None = None,
-    resolution: str = S.RESOLUTION_DAY,
+    resolution: str = sequences.RESOLUTION_DAY,
     partitions: int | None = None,
 ) -> pa.Table:
     """features.sequences.with_sequences on Ray Data, one user partition per task: the same table."""
     init_ray()
     parts = partitions if partitions is not None else default_partitions()
     numbered = rows.append_column(ROW, pa.array(np.arange(rows.num_rows, dtype=np.int64)))
-    seq_fields = [pa.field(c, S.SEQUENCE_TYPE, nullable=False) for c in S.sequence_columns()]
+    seq_fields = [pa.field(c, sequences.SEQUENCE_TYPE, nullable=False) for c in sequences.sequence_columns()]
     schema = pa.schema([*numbered.schema, *seq_fields])
-    out = map_partitions(S.with_sequences, [split_by_user(numbered, parts), split_by_user(behaviors, parts)],
-                         (items, domains, max_len, history_at, resolution), schema)
+    pieces = [split_by_user(numbered, parts), split_by_user(behaviors, parts)]
+    args = (items, domains, max_len, history_at, resolution)
+    out = map_partitions(sequences.with_sequences, pieces, args, schema)
     # back to the caller's order: position ROW of the result holds row ROW
     where = np.empty(out.num_rows, np.int64)
     where[out[ROW].to_numpy()] = np.arange(out.num_rows)

@@ -43,7 +43,7 @@ Check = Callable[[pa.Table, RuleContext], np.ndarray]
 # ---------------------------------------------------------------------------------------------
 
 
-def _np(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+def _passes(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A pyarrow boolean result as a numpy bool array, nulls counted as passing."""
     return np.asarray(pc.fill_null(mask, True).to_numpy(zero_copy_only=False), dtype=bool)
 
@@ -71,27 +71,27 @@ def parses(col: str) -> Check:
 
 def non_negative(col: str) -> Check:
     """Rows whose id `col` is >= 0."""
-    return lambda tbl, ctx: _np(pc.greater_equal(tbl.column(col), 0))
+    return lambda tbl, ctx: _passes(pc.greater_equal(tbl.column(col), 0))
 
 
 def in_set(col: str, values: tuple[str, ...]) -> Check:
     """Rows whose `col` is one of `values`."""
     value_set = pa.array(list(values), pa.string())
-    return lambda tbl, ctx: _np(
+    return lambda tbl, ctx: _passes(
         pc.or_(pc.is_in(tbl.column(col), value_set=value_set), tbl.column(col).is_null())
     )
 
 
 def domain_name_ok(col: str) -> Check:
     """Rows whose domain name matches contract.DOMAIN_NAME_PATTERN."""
-    return lambda tbl, ctx: _np(pc.match_substring_regex(tbl.column(col), C.DOMAIN_NAME_PATTERN))
+    return lambda tbl, ctx: _passes(pc.match_substring_regex(tbl.column(col), C.DOMAIN_NAME_PATTERN))
 
 
 def domain_known(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
     """Rows whose domain is a row of the (validated) domains table."""
     known = pa.array(sorted(ctx.domain_tasks), pa.string())
     col = tbl.column(C.DOMAIN)
-    return _np(pc.or_(pc.is_in(col, value_set=known), col.is_null()))
+    return _passes(pc.or_(pc.is_in(col, value_set=known), col.is_null()))
 
 
 def _domains_with_task(ctx: RuleContext, task: str) -> pa.Array:
@@ -113,7 +113,7 @@ def task_rows(tbl: pa.Table, ctx: RuleContext, column: str, task: str) -> pa.Chu
 def domain_is_target(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
     """Impression rows belong to a target domain (unknown domains are domain_known's to report)."""
     others = pa.array(sorted(d for d, r in ctx.domain_roles.items() if r != C.ROLE_TARGET), pa.string())
-    return _np(pc.invert(pc.is_in(tbl.column(C.DOMAIN), value_set=others)))
+    return _passes(pc.invert(pc.is_in(tbl.column(C.DOMAIN), value_set=others)))
 
 
 def label_ctr(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
@@ -122,7 +122,7 @@ def label_ctr(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
     label = tbl.column(C.LABEL)
     # is_in is false, not null, for a null label: without the is_null term it failed here too
     binary = pc.or_(pc.is_in(label, value_set=pa.array([0.0, 1.0])), label.is_null())
-    return _np(pc.or_(pc.invert(in_ctr), binary))
+    return _passes(pc.or_(pc.invert(in_ctr), binary))
 
 
 def label_rating(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
@@ -130,7 +130,7 @@ def label_rating(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
     in_rating = of_task(tbl, ctx, C.TASK_RATING)
     label = tbl.column(C.LABEL)
     in_range = pc.and_(pc.greater_equal(label, C.RATING_MIN), pc.less_equal(label, C.RATING_MAX))
-    return _np(pc.or_(pc.invert(in_rating), in_range))
+    return _passes(pc.or_(pc.invert(in_rating), in_range))
 
 
 def in_partition(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
@@ -138,18 +138,18 @@ def in_partition(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
     t = tbl.column(C.EVENT_TIME)
     lo = pa.scalar(ctx.day_start, C.TIMESTAMP)
     hi = pa.scalar(ctx.day_end, C.TIMESTAMP)
-    return _np(pc.and_(pc.greater_equal(t, lo), pc.less(t, hi)))
+    return _passes(pc.and_(pc.greater_equal(t, lo), pc.less(t, hi)))
 
 
 def not_future(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
     """Rows whose event_time is not after `now`."""
-    return _np(pc.less_equal(tbl.column(C.EVENT_TIME), pa.scalar(ctx.now, C.TIMESTAMP)))
+    return _passes(pc.less_equal(tbl.column(C.EVENT_TIME), pa.scalar(ctx.now, C.TIMESTAMP)))
 
 
 def item_known(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
     """Rows whose item_id is an accepted row of the items table."""
     col = tbl.column(C.ITEM_ID)
-    return _np(pc.or_(pc.is_in(col, value_set=ctx.item_ids), col.is_null()))
+    return _passes(pc.or_(pc.is_in(col, value_set=ctx.item_ids), col.is_null()))
 
 
 def _key_codes(tbl: pa.Table, cols: tuple[str, ...]) -> np.ndarray:
@@ -192,10 +192,10 @@ def value_rating(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
     is_rate = pc.equal(tbl.column(C.BEHAVIOR), "rate")
     v = tbl.column(C.VALUE)
     in_range = pc.and_(pc.greater_equal(v, C.RATING_MIN), pc.less_equal(v, C.RATING_MAX))
-    return _np(pc.or_(pc.invert(is_rate), pc.fill_null(in_range, False)))
+    return _passes(pc.or_(pc.invert(is_rate), pc.fill_null(in_range, False)))
 
 
 def price_ok(tbl: pa.Table, ctx: RuleContext) -> np.ndarray:
     """Item prices are finite and >= 0 when present."""
     p = tbl.column(C.PRICE)
-    return _np(pc.and_(pc.greater_equal(p, 0.0), pc.is_finite(p)))
+    return _passes(pc.and_(pc.greater_equal(p, 0.0), pc.is_finite(p)))

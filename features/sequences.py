@@ -140,8 +140,8 @@ def _to_us(col: pa.ChunkedArray | pa.Array, name: str) -> pa.ChunkedArray | pa.A
     return pc.cast(pc.cast(col, pa.timestamp(col.type.unit)), pa.timestamp("us"), safe=False).cast(pa.int64())
 
 
-def _np(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A null-free arrow column as a numpy array."""
+def _dense(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A null-free arrow column as a dense numpy array (chunks combined)."""
     return col.to_numpy() if isinstance(col, pa.Array) else col.combine_chunks().to_numpy()
 
 
@@ -204,17 +204,17 @@ def _streams(
     Returns u, bt (type index), t (us), the SEQ_FIELDS arrays, whether each element starts its
     stream, and each element's stream start: the one ordering both sequence functions slice.
     """
-    u = _np(behaviors[C.USER_ID])
-    t = _np(_to_us(behaviors[C.EVENT_TIME], C.EVENT_TIME))
-    item = _np(behaviors[C.ITEM_ID])
-    bt = _np(pc.index_in(behaviors[C.BEHAVIOR], value_set=pa.array(C.BEHAVIOR_TYPES)))
+    u = _dense(behaviors[C.USER_ID])
+    t = _dense(_to_us(behaviors[C.EVENT_TIME], C.EVENT_TIME))
+    item = _dense(behaviors[C.ITEM_ID])
+    bt = _dense(pc.index_in(behaviors[C.BEHAVIOR], value_set=pa.array(C.BEHAVIOR_TYPES)))
     # side info by item lookup; unknown item or null side info -> RESERVED_ID
     item_pos = pc.index_in(behaviors[C.ITEM_ID], value_set=items[C.ITEM_ID])
     fields = {C.ITEM_ID: item, C.EVENT_TIME: t}
     for c in C.SIDE_INFO:
-        fields[c] = _np(pc.fill_null(pc.take(items[c], item_pos), RESERVED_ID))
+        fields[c] = _dense(pc.fill_null(pc.take(items[c], item_pos), RESERVED_ID))
     # the value as a token (stars, rounded price); no value -> RESERVED_ID
-    value = _np(pc.fill_null(behaviors[C.VALUE], np.nan).cast(pa.float64()))
+    value = _dense(pc.fill_null(behaviors[C.VALUE], np.nan).cast(pa.float64()))
     fields[C.VALUE] = np.where(np.isnan(value), RESERVED_ID, np.round(np.nan_to_num(value))).astype(np.int64)
 
     # one stream per (user, behaviour type), in (time, item) order: the tie-break is item_id
@@ -303,10 +303,10 @@ def attach_sequences(rows: pa.Table | pd.DataFrame, snapshots: pa.Table) -> pa.T
         )
 
     j = _asof(
-        _np(tbl[C.USER_ID].cast(pa.int64())),
-        _np(_to_us(tbl[C.EVENT_TIME], C.EVENT_TIME)),
-        _np(snapshots[C.USER_ID].cast(pa.int64())),
-        _np(_to_us(snapshots[C.SNAPSHOT_TIME], C.SNAPSHOT_TIME)),
+        _dense(tbl[C.USER_ID].cast(pa.int64())),
+        _dense(_to_us(tbl[C.EVENT_TIME], C.EVENT_TIME)),
+        _dense(snapshots[C.USER_ID].cast(pa.int64())),
+        _dense(_to_us(snapshots[C.SNAPSHOT_TIME], C.SNAPSHOT_TIME)),
     )
     seqs = normalize_sequences(snapshots.select(sequence_columns()))
     found = j >= 0
@@ -346,8 +346,8 @@ def event_time_sequences(
     path with same-day pushes sees), from the same streams sequence_snapshots slices. At a UTC
     midnight this equals attach_sequences over the daily snapshots (tested)."""
     behaviors = _source_behaviors(behaviors, items, domains)
-    qu = _np(rows[C.USER_ID].cast(pa.int64()))
-    qt = _np(_to_us(rows[C.EVENT_TIME], C.EVENT_TIME))
+    qu = _dense(rows[C.USER_ID].cast(pa.int64()))
+    qt = _dense(_to_us(rows[C.EVENT_TIME], C.EVENT_TIME))
     if behaviors.num_rows == 0:
         return empty_sequences(rows.num_rows)
     u, bt, t, fields, _, _ = _streams(behaviors, io.conform(items, C.ITEMS, "items"))
@@ -377,14 +377,14 @@ def sequences_as_behaviors(seqs: pa.Table, domain: str) -> pa.Table:
     """The behaviours a table of users' lists (user_id + seq columns) holds, as contract behaviour rows
     in `domain` (a source domain): the inverse of the lists sequence_snapshots builds, up to side info
     (looked up again from the items table) and values (the stored value tokens)."""
-    users = _np(seqs[C.USER_ID].cast(pa.int64()))
+    users = _dense(seqs[C.USER_ID].cast(pa.int64()))
     seqs = normalize_sequences(seqs.select([C.USER_ID, *sequence_columns()]))
     parts = []
     for b in C.BEHAVIOR_TYPES:
         items = seqs[C.seq_col(b, C.ITEM_ID)].combine_chunks()
-        lens = _np(pc.list_value_length(items)).astype(np.int64)
-        value = _np(pc.list_flatten(seqs[C.seq_col(b, C.VALUE)]).combine_chunks()).astype(np.float64)
-        times = _np(pc.list_flatten(seqs[C.seq_col(b, C.EVENT_TIME)]).combine_chunks())
+        lens = _dense(pc.list_value_length(items)).astype(np.int64)
+        value = _dense(pc.list_flatten(seqs[C.seq_col(b, C.VALUE)]).combine_chunks()).astype(np.float64)
+        times = _dense(pc.list_flatten(seqs[C.seq_col(b, C.EVENT_TIME)]).combine_chunks())
         parts.append(pa.table({
             C.EVENT_TIME: pa.array(times, pa.int64()).cast(pa.timestamp("us")).cast(C.TIMESTAMP),
             C.DOMAIN: pa.array([domain] * int(lens.sum()), pa.string()),
@@ -413,8 +413,9 @@ def merge_sequences(
     is_new = np.arange(both.num_rows) >= held.num_rows
     keep = pc.is_in(both[C.DOMAIN], pa.array(src)).to_numpy(zero_copy_only=False)
     both, is_new = both.filter(pa.array(keep)), is_new[keep]
-    key = [_np(both[C.USER_ID]), _np(pc.index_in(both[C.BEHAVIOR], value_set=pa.array(C.BEHAVIOR_TYPES))),
-           _np(both[C.ITEM_ID]), _np(_to_us(both[C.EVENT_TIME], C.EVENT_TIME))]
+    behavior = pc.index_in(both[C.BEHAVIOR], value_set=pa.array(C.BEHAVIOR_TYPES))
+    key = [_dense(both[C.USER_ID]), _dense(behavior), _dense(both[C.ITEM_ID]),
+           _dense(_to_us(both[C.EVENT_TIME], C.EVENT_TIME))]
     # a new event equal to a held one (user, type, item, time) is that event again: drop it; equal
     # events within one batch stay (sequence_snapshots keeps them too)
     order = np.lexsort([is_new, *key[::-1]])  # held rows first within equal keys
@@ -427,7 +428,7 @@ def merge_sequences(
     drop[order] = is_new[order] & group_held[group]
     both = both.filter(pa.array(~drop))
     snaps = sequence_snapshots(both, items, domains, max_len)  # sorted by (user_id, snapshot_time)
-    users = _np(snaps[C.USER_ID])
+    users = _dense(snaps[C.USER_ID])
     last = np.ones(len(users), bool)
     last[:-1] = users[1:] != users[:-1]
     return snaps.filter(pa.array(last)).drop_columns([C.SNAPSHOT_TIME])

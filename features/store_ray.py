@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from dacdr.engine import init_ray
-from features import store as S
+from features import store as fs
 from features.materialize import MaterializeResult, windows
 
 if TYPE_CHECKING:
@@ -32,11 +32,11 @@ def open_ray_store(workdir: Path | str) -> FeatureStore:
     """The workdir's FeatureStore with the Ray offline store and the ray.engine compute engine."""
     from feast import FeatureStore
 
-    S.open_store(workdir)  # the same checks (a built repo) and the same error as the local path
+    fs.open_store(workdir)  # the same checks (a built repo) and the same error as the local path
     init_ray()  # Feast's Ray store then reuses this connection ($RAY_ADDRESS or a bounded local Ray)
-    repo = S.repo_dir(workdir)
-    config = S.repo_config(repo)
-    config.offline_config = {"type": "ray", "storage_path": str(S.data_dir(workdir) / RAY_STORAGE)}
+    repo = fs.repo_dir(workdir)
+    config = fs.repo_config(repo)
+    config.offline_config = {"type": "ray", "storage_path": str(fs.data_dir(workdir) / RAY_STORAGE)}
     config.batch_engine_config = {"type": "ray.engine"}
     return FeatureStore(repo_path=str(repo), config=config)
 

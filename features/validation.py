@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from dacdr.engine import LOCAL, RAY
 from features import contract as C
-from features import suites as S
+from features import suites
 from features.gx_checkpoint import GxRun
 from features.io import (
     LAKE_OUTPUT,
@@ -63,7 +63,7 @@ class ValidationFailed(Exception):
 class ValidationConfig:
     """Knobs of a validation run."""
 
-    count_bounds: S.CountBounds = field(default_factory=S.CountBounds)
+    count_bounds: suites.CountBounds = field(default_factory=suites.CountBounds)
     data_docs: bool = True  # render GX Data Docs (about a second per run; tests of many faults skip it)
     # where the event tables' row rules run: local, or ray (features.ray_data, the same masks)
     engine: str = LOCAL
@@ -136,13 +136,13 @@ def _read_batch(root: Path, table: str, dt: str | None, follow_links: bool = Fal
     if not parts:
         where = f"{root}/{table}" + (f"/dt={dt}" if dt else "")
         also = f" (stray file(s) not read: {[p.name for p in stray]})" if stray else ""
-        raise ValidationFailed(table, where, S.TABLE_PRESENT, f"no parquet or csv files{also}")
+        raise ValidationFailed(table, where, suites.TABLE_PRESENT, f"no parquet or csv files{also}")
     notes += [w for b in batches for w in b.warnings]
     try:
         tbl = pa.concat_tables([b.table for b in batches], promote_options="permissive")
     except pa.ArrowInvalid as exc:  # domains files with different feature columns that cannot merge
         raise ValidationFailed(
-            table, f"{root}/{table}", S.COLUMNS_MATCH_CONTRACT, f"files disagree: {exc}"
+            table, f"{root}/{table}", suites.COLUMNS_MATCH_CONTRACT, f"files disagree: {exc}"
         ) from exc
     unparsable: dict[str, np.ndarray] = {}
     for col in {c for b in batches for c in b.unparsable}:
@@ -167,14 +167,16 @@ class _Outcome:
     table_failures: list[tuple[str, str]]  # (rule, detail) of failed table-level expectations
 
 
-def _agree(table: str, rule: S.RowRule, res: dict[str, Any], n_bad: int) -> None:
+def _agree(table: str, rule: suites.RowRule, res: dict[str, Any], n_bad: int) -> None:
     """RuntimeError unless GX's verdict and count agree with the mask's (one rule, two evaluations)."""
     if rule.gx is None:  # GX checked the computed failure column
         ok = res["success"] == (n_bad == 0)
     else:
         gx_bad = int(res["unexpected_count"] or 0)
         ok = res["success"] == (gx_bad == 0) and (
-            gx_bad == n_bad if rule.gx.counts == S.EXACT else gx_bad >= n_bad and (gx_bad > 0 or n_bad == 0)
+            gx_bad == n_bad
+            if rule.gx.counts == suites.EXACT
+            else gx_bad >= n_bad and (gx_bad > 0 or n_bad == 0)
         )
     if not ok:
         raise RuntimeError(
@@ -197,19 +199,19 @@ def _judge(
     table: str,
     dt: str,
     batch: Batch,
-    ctx: S.RuleContext,
+    ctx: suites.RuleContext,
     limits: tuple[int, int | None] | None,
     engine: str = LOCAL,
 ) -> _Outcome:
     """Evaluate the rule masks, let GX validate them, and split the batch by GX's verdict."""
-    rules = S.row_rules(table)
+    rules = suites.row_rules(table)
     ctx = replace(ctx, unparsable=batch.unparsable)
     if engine == RAY and table in C.EVENT_TABLES and batch.table.num_rows:
         from features import ray_data
 
         masks = ray_data.evaluate_rules(batch.table, table, ctx)
     else:  # the dimension tables are small: always here
-        masks = S.evaluate_rules(batch.table, rules, ctx)
+        masks = suites.evaluate_rules(batch.table, rules, ctx)
     # GX reads the data's own columns, plus a failure column for each rule it has no expectation for
     # and a task's rows of a column for each rule limited to one task (GxForm.task); appended in Arrow,
     # so the batch is converted once. Strings as categoricals: GX's null and set checks then read
@@ -222,14 +224,14 @@ def _judge(
             column = rule.gx.kwargs(ctx)["column"]
             data = data.append_column(rule.name, task_rows(data, ctx, column, rule.gx.task))
     frame = data.to_pandas(strings_to_categorical=True)
-    results = gxr.validate(table, dt, frame, S.build_suite(table, rules, limits, ctx))
+    results = gxr.validate(table, dt, frame, suites.build_suite(table, rules, limits, ctx))
     levels = {r.name: r.level for r in rules}
     by_name = {r.name: r for r in rules}
     failed_rows: list[str] = []
     table_failures: list[tuple[str, str]] = []
     failures: dict[str, int] = {}
     for name, res in results.items():
-        if name == S.ROW_COUNT_IN_BOUNDS:
+        if name == suites.ROW_COUNT_IN_BOUNDS:
             if not res["success"]:
                 failures[name] = int(res["observed_value"])
                 table_failures.append((name, f"{res['observed_value']} rows, allowed {list(limits or ())}"))
@@ -239,7 +241,7 @@ def _judge(
         if res["success"] or not n_bad:  # (AT_LEAST: GX's rows may all be another rule's to report)
             continue
         failures[name] = n_bad
-        if levels[name] == S.TABLE:
+        if levels[name] == suites.TABLE:
             table_failures.append(
                 (name, f"{n_bad} row(s) fail: {next(r.description for r in rules if r.name == name)}")
             )
@@ -322,7 +324,7 @@ def validate_day(
     tables: dict[str, TableSummary] = {}
     outcomes: dict[str, _Outcome] = {}
     warnings: list[str] = []
-    ctx = S.RuleContext(dt=dt, day_start=day_start, day_end=day_start + timedelta(days=1), now=now)
+    ctx = suites.RuleContext(dt=dt, day_start=day_start, day_end=day_start + timedelta(days=1), now=now)
     try:
         # dimension tables first: the event tables' rules look items and domains up
         for table in (C.DOMAINS, C.ITEMS, *C.EVENT_TABLES):
@@ -333,7 +335,7 @@ def validate_day(
             limits = None
             if table in C.EVENT_TABLES:
                 hist = _history(out, dt, table, config.count_bounds.window)
-                limits = S.count_limits(hist, config.count_bounds)
+                limits = suites.count_limits(hist, config.count_bounds)
             res = _judge(gxr, table, dt, batch, ctx, limits, config.engine)
             outcomes[table], tables[table] = res, res.summary
             if res.table_failures:

@@ -15,6 +15,7 @@ from flows.ingest import ingest
 from flows.package import package, rollout
 from flows.run_logs import configure_run_logs
 from flows.train import DEFAULT_EPOCHS, train
+from models.run_dir import BEST
 
 
 def default_day() -> str:
@@ -57,7 +58,7 @@ def daily(
     end = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
     features.with_options(task_runner=task_runner(runner))(workdir, end=end, engine=engine)
     do_train = retrain if retrain is not None else is_training_day(
-        day, train_weekday, (layout.base_run / "checkpoint.pt").is_file()
+        day, train_weekday, (layout.base_run / BEST).is_file()
     )
     result: dict[str, Any] = {"dt": day, "validation": report, "trained": do_train}
     if do_train:

@@ -22,6 +22,7 @@ from flows.featurize import apply_task, materialize_task, register_domains_task
 from flows.package import package_task, rollout_task
 from flows.run_logs import configure_run_logs
 from flows.train import DEFAULT_EPOCHS, evaluate_task
+from models.run_dir import BEST
 
 
 class OnboardingError(ValueError):
@@ -72,7 +73,7 @@ def check_request(
         raise OnboardingError(f"landing zone {zone} has no {C.IMPRESSIONS} partitions (dt=YYYY-MM-DD)")
     if not C.list_partitions(layout.curated, C.DOMAINS):
         raise OnboardingError(f"{layout.curated}: no curated zone yet; run the ingest flow first")
-    base = layout.base_run / "checkpoint.pt"
+    base = layout.base_run / BEST
     if not base.is_file():
         raise OnboardingError(f"{base}: no base model yet; run the train flow first")
     main = io.read_table(layout.curated, C.DOMAINS)

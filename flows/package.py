@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.common import Layout, retry_transient, use_bentoml_home
 from flows.run_logs import configure_run_logs
+from models.run_dir import BEST as CHECKPOINT_FILE
 
 
 def _sha256(path: Path) -> str:
@@ -30,7 +31,7 @@ def stored_model_of(run: Path, domain: str) -> str | None:
     import bentoml
     from bentoml.exceptions import NotFound
 
-    from bento.packaging import CHECKPOINT_FILE, model_name
+    from bento.names import model_name
 
     digest = _sha256(run / CHECKPOINT_FILE)
     try:
@@ -49,7 +50,7 @@ def bento_of(model_tag: str, domain: str) -> str | None:
     import bentoml
     from bentoml.exceptions import NotFound
 
-    from bento.packaging import model_name
+    from bento.names import model_name
 
     try:
         bentos = bentoml.bentos.list(model_name(domain))
@@ -101,7 +102,7 @@ def popularity_model_task(workdir: str, domain: str, dataset: str) -> str:
     layout = Layout.of(workdir)
     use_bentoml_home(layout)
     run = layout.root / "runs" / f"popularity_{domain}"
-    stored = stored_model_of(run, domain) if (run / "checkpoint.pt").is_file() else None
+    stored = stored_model_of(run, domain) if (run / CHECKPOINT_FILE).is_file() else None
     if stored is not None:
         return stored
     train(Path(dataset), run, model="popularity", device="cpu", progress=False)

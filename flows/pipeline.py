@@ -109,60 +109,20 @@ def smoke_query(curated_or_zone: Path, domain: str, day: str, max_items: int = 2
     return {C.USER_ID: int(req.column(C.USER_ID)[0].as_py()), "item_ids": [int(i) for i in items]}
 
 
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
-def serving(bento_tag: str, feast_repo: Path, log: Path, startup_timeout: float = 180.0,
-            served_log: Path | None = None) -> Iterator[str]:
-    """Run `bentoml serve <bento_tag>` on a free loopback port until the block ends; yields its URL.
-
-    The server's output goes to `log` (a pipe nobody drains could stall it).
-    """
+def serving(bento_tag: str, feast_repo: Path, log: Path, served_log: Path | None = None) -> Iterator[str]:
+    """Run `bentoml serve <bento_tag>` on a free loopback port until the block ends; yields its URL."""
     import os
-    import subprocess
-    import sys
 
-    import httpx
-
-    from dacdr.processes import stop_group
-
-    port = free_port()
+    from bento.launch import served_bento
     from bento.rollout import bentoml_home
 
     # the server must read the store this process wrote to (BentoML fixes its home on first use)
     env = {**os.environ, "DACDR_FEAST_REPO": str(feast_repo), "BENTOML_HOME": str(bentoml_home())}
     if served_log is not None:  # every answer logged (request id, arm, position, score)
         env["DACDR_SERVED_LOG_DIR"] = str(served_log)
-    cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", "127.0.0.1", "--port", str(port)]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    sink = log.open("wb")
-    proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if proc.poll() is not None:
-                tail = log.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"`{' '.join(cmd)}` exited with {proc.returncode} (log {log}):\n{tail}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass  # not listening yet
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{bento_tag} not ready on {url} after {startup_timeout:.0f}s")
-            time.sleep(0.5)
+    with served_bento(bento_tag, env, log) as (url, _):
         yield url
-    finally:
-        stop_group(proc)  # the server forks workers: stop the whole process group we started
-        sink.close()
 
 
 @task

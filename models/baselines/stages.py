@@ -15,6 +15,7 @@ from torch import nn
 
 from models.baselines.common import BaselineModel
 from models.checkpoint import load_checkpoint, save_checkpoint
+from models.run_dir import BEST
 from models.spec import FeatureSpec, subset
 from models.train import TrainConfig, fit, json_safe
 from models.zoo import get_entry
@@ -71,7 +72,7 @@ def run_fit(
         json_safe(meta),
         False,
     )
-    best, spec2, best_meta = load_checkpoint(Path(out) / "checkpoint.pt")
+    best, spec2, best_meta = load_checkpoint(Path(out) / BEST)
     return StageResult(best, spec2, float(best_meta.get("val_value", float("nan"))))
 
 
@@ -79,7 +80,7 @@ def save_final(result: StageResult, name: str, out: Path, meta: dict) -> Path:
     """Write the final stage's model as out/checkpoint.pt (loadable by models.checkpoint)."""
     get_entry(name)  # fail early on a name the zoo cannot rebuild
     m = {**meta, "val_value": result.val_value}
-    return save_checkpoint(Path(out) / "checkpoint.pt", result.model, name, result.spec, json_safe(m))
+    return save_checkpoint(Path(out) / BEST, result.model, name, result.spec, json_safe(m))
 
 
 def freeze_all_but(model: nn.Module, prefixes: tuple[str, ...]) -> None:

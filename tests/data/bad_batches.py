@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features import contract as C
-from features import suites as S
+from features import suites
 
 DT = "2024-03-05"
 DAY_START = datetime(2024, 3, 5, tzinfo=UTC)
@@ -123,7 +123,7 @@ class Fault:
 
     name: str
     table: str
-    level: str  # S.ROW: the bad rows are quarantined; S.TABLE: the run fails
+    level: str  # suites.ROW: the bad rows are quarantined; suites.TABLE: the run fails
     rule: str  # the rule the reason / ValidationFailed must name
     # corrupt the landing zone at root; row-level: returns the positions (in the good table) of the
     # corrupted rows, every other row of the good table must be accepted unchanged
@@ -187,7 +187,7 @@ def _csv_garbage_cells(root: Path, good: dict[str, pa.Table]) -> list[int]:
     """Impressions as CSV with text in an id and a time column: those rows are quarantined."""
     df = good[C.IMPRESSIONS].to_pandas()
     df[C.USER_ID] = df[C.USER_ID].astype(str)
-    df[C.EVENT_TIME] = df[C.EVENT_TIME].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    df[C.EVENT_TIME] = df[C.EVENT_TIME].dt.strftime("%Y-%m-%dT%H:%M:%suites.%fZ")
     df.loc[[2, 7], C.USER_ID] = ["abc", "1.5"]
     df.loc[[11], C.EVENT_TIME] = ["yesterday-ish"]
     _path(root, C.IMPRESSIONS).unlink()
@@ -296,7 +296,7 @@ def _resize(n: int) -> Callable[[Path, dict[str, pa.Table]], list[int]]:
     return apply
 
 
-R, T = S.ROW, S.TABLE
+R, T = suites.ROW, suites.TABLE
 IMP, BEH = C.IMPRESSIONS, C.BEHAVIORS
 FAULTS: tuple[Fault, ...] = (
     # row-level: the corrupted rows are quarantined, every other row is accepted
@@ -340,31 +340,32 @@ FAULTS: tuple[Fault, ...] = (
     ),
     Fault("duplicate_item", C.ITEMS, R, "unique_item_id", _duplicate_items),
     # table-level: the run fails and nothing reaches the curated zone
-    Fault("empty_file", IMP, T, S.FILE_NOT_EMPTY, _empty_file),
-    Fault("zero_row_file", IMP, T, S.FILE_NOT_EMPTY, _zero_rows),
-    Fault("truncated_parquet", IMP, T, S.FILE_READABLE, _truncated),
-    Fault("csv_ragged_garbage", IMP, T, S.FILE_READABLE, _csv_ragged),
+    Fault("empty_file", IMP, T, suites.FILE_NOT_EMPTY, _empty_file),
+    Fault("zero_row_file", IMP, T, suites.FILE_NOT_EMPTY, _zero_rows),
+    Fault("truncated_parquet", IMP, T, suites.FILE_READABLE, _truncated),
+    Fault("csv_ragged_garbage", IMP, T, suites.FILE_READABLE, _csv_ragged),
     Fault(
-        "missing_column", IMP, T, S.COLUMNS_MATCH_CONTRACT, _rewrite(IMP, lambda t: t.drop_columns([C.LABEL]))
+        "missing_column", IMP, T, suites.COLUMNS_MATCH_CONTRACT,
+        _rewrite(IMP, lambda t: t.drop_columns([C.LABEL])),
     ),
     Fault(
         "extra_column",
         IMP,
         T,
-        S.COLUMNS_MATCH_CONTRACT,
+        suites.COLUMNS_MATCH_CONTRACT,
         _rewrite(IMP, lambda t: t.append_column("debug", pa.array(np.zeros(t.num_rows)))),
     ),
     Fault(  # a type with no text form cannot be parsed value by value: the table fails
         "list_labels",
         IMP,
         T,
-        S.COLUMN_TYPES_MATCH_CONTRACT,
+        suites.COLUMN_TYPES_MATCH_CONTRACT,
         _rewrite(
             IMP,
             lambda t: t.set_column(5, C.LABEL, pa.array([[x] for x in t.column(C.LABEL).to_pylist()])),
         ),
     ),
-    Fault("missing_partition", IMP, T, S.TABLE_PRESENT, _missing_partition),
+    Fault("missing_partition", IMP, T, suites.TABLE_PRESENT, _missing_partition),
     Fault(
         "bad_domain_name_in_domains",
         C.DOMAINS,
@@ -382,6 +383,6 @@ FAULTS: tuple[Fault, ...] = (
         "unique_domain",
         _set_values(C.DOMAINS, C.DOMAIN, [1], CTR_DOMAINS[0]),
     ),
-    Fault("count_spike", IMP, T, S.ROW_COUNT_IN_BOUNDS, _resize(1200), history_days=3),
-    Fault("count_drop", IMP, T, S.ROW_COUNT_IN_BOUNDS, _resize(20), history_days=3),
+    Fault("count_spike", IMP, T, suites.ROW_COUNT_IN_BOUNDS, _resize(1200), history_days=3),
+    Fault("count_drop", IMP, T, suites.ROW_COUNT_IN_BOUNDS, _resize(20), history_days=3),
 )

@@ -12,14 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from dacdr.processes import free_port
+
 REDIS_INSTALL_HINT = "redis-server is not installed; install it with `apt-get install redis-server`"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float) -> None:

@@ -13,9 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from dacdr.processes import free_port
 from features import contract as C
 from features import io, materialize, offline, online
-from features import store as S
+from features import store as fs
 from features.feature_repo.batched_sqlite import STORE_TYPE
 from features.feature_repo.services import DACDR_V1
 from features.feature_repo.sources import DATA_FILES, USER_ACTIVITY_FILE, USER_SEQUENCES_FILE
@@ -31,14 +32,14 @@ from features.feature_repo.views import (
     item_columns,
 )
 from features.sequences import attach_sequences, sequence_columns, sequence_snapshots
-from tests.data.conftest import free_port, stop, wait_for_port
+from tests.data.conftest import stop, wait_for_port
 
 SEQS = sequence_columns()
 
 
 def _latest_snapshots(workdir: Path, name: str, before: pd.Timestamp | None = None) -> pd.DataFrame:
     """The latest row per user of a snapshot parquet (optionally only snapshots <= before), by user_id."""
-    frame = pq.read_table(S.data_dir(workdir) / name).to_pandas(types_mapper=_list_dtype)
+    frame = pq.read_table(fs.data_dir(workdir) / name).to_pandas(types_mapper=_list_dtype)
     if before is not None:
         frame = frame[frame[C.SNAPSHOT_TIME] <= before]
     return frame.sort_values(C.SNAPSHOT_TIME).groupby(C.USER_ID).tail(1).set_index(C.USER_ID)
@@ -57,13 +58,13 @@ def _some_users(workdir: Path, n: int) -> list[int]:
 
 def test_repo_is_rendered_with_duckdb_sqlite_and_applied(feast_workdir: Path) -> None:
     """The rendered yaml uses the duckdb offline store and SQLite registry/online; apply registered all."""
-    yaml = (S.repo_dir(feast_workdir) / S.YAML_NAME).read_text()
+    yaml = (fs.repo_dir(feast_workdir) / fs.YAML_NAME).read_text()
     assert "type: duckdb" in yaml and "registry_type: sql" in yaml and "sqlite:///" in yaml
     assert f"type: {STORE_TYPE}" in yaml  # Feast's SQLite online store with batched writes
     assert "type: file" not in yaml
-    for name in (*DATA_FILES, S.REGISTRY_FILE):
-        assert (S.data_dir(feast_workdir) / name).is_file(), name
-    store = S.open_store(feast_workdir)
+    for name in (*DATA_FILES, fs.REGISTRY_FILE):
+        assert (fs.data_dir(feast_workdir) / name).is_file(), name
+    store = fs.open_store(feast_workdir)
     views = {v.name for v in store.list_feature_views()}
     assert views == {USER_SEQUENCES, USER_ACTIVITY, USER_PACKED, ITEM_SIDE_INFO, DOMAIN_FEATURES}
     service = store.get_feature_service(DACDR_V1)
@@ -75,7 +76,7 @@ def test_repo_is_rendered_with_duckdb_sqlite_and_applied(feast_workdir: Path) ->
     # sources point inside the workdir (absolute), so the store works from any current directory
     for view in store.list_feature_views():
         assert Path(view.batch_source.path).is_absolute()
-        assert Path(view.batch_source.path).parent == S.data_dir(feast_workdir)
+        assert Path(view.batch_source.path).parent == fs.data_dir(feast_workdir)
 
 
 def test_training_table_through_feast_equals_direct_build(feast_workdir: Path, tiny_logs: Path) -> None:
@@ -146,23 +147,23 @@ def test_item_features_and_bad_input(feast_workdir: Path, tiny_logs: Path, tmp_p
         expect = items.loc[ids[:-1], col].astype(got[col].dtype)
         pd.testing.assert_series_equal(got[col].iloc[:-1], expect.reset_index(drop=True), check_names=False)
         assert pd.isna(got[col].iloc[-1])
-    with pytest.raises(S.FeatureStoreError, match="dacdr features build"):
-        S.open_store(tmp_path / "nowhere")
+    with pytest.raises(fs.FeatureStoreError, match="dacdr features build"):
+        fs.open_store(tmp_path / "nowhere")
     fresh = tmp_path / "fresh"
-    S.data_dir(fresh).mkdir(parents=True)
+    fs.data_dir(fresh).mkdir(parents=True)
     for name in DATA_FILES:
-        (S.data_dir(fresh) / name).write_bytes((S.data_dir(feast_workdir) / name).read_bytes())
-    S.render_repo(fresh)
-    with pytest.raises(S.FeatureStoreError, match="dacdr features apply"):
+        (fs.data_dir(fresh) / name).write_bytes((fs.data_dir(feast_workdir) / name).read_bytes())
+    fs.render_repo(fresh)
+    with pytest.raises(fs.FeatureStoreError, match="dacdr features apply"):
         materialize.materialize(fresh)  # built but never applied: nothing would be written
     with pytest.raises(ValueError, match="redis url"):
-        S.OnlineConfig(kind="redis")
+        fs.OnlineConfig(kind="redis")
     with pytest.raises(C.ContractError, match="invalid domain name"):
         online.online_features(feast_workdir, [1], "Bad Domain")
     with pytest.raises(C.ContractError, match="event_time"):
         offline.historical_features(feast_workdir, pd.DataFrame({C.USER_ID: [1], C.DOMAIN: ["x"]}))
-    with pytest.raises(S.FeatureStoreError, match="max_len"):
-        too_long = S.built_max_len(feast_workdir) + 1
+    with pytest.raises(fs.FeatureStoreError, match="max_len"):
+        too_long = fs.built_max_len(feast_workdir) + 1
         offline.historical_training_table(feast_workdir, tiny_logs, max_len=too_long)
 
 
@@ -173,7 +174,7 @@ def test_serialized_batches_hold_the_bytes_feast_writes(feast_workdir: Path) -> 
 
     from features.feature_repo.serialized import serialize_batch
 
-    store = S.open_store(feast_workdir)
+    store = fs.open_store(feast_workdir)
     version = store.config.entity_key_serialization_version
     for view in store.list_feature_views():
         tbl = pq.read_table(view.batch_source.path).slice(0, 200).combine_chunks()
@@ -196,28 +197,28 @@ def test_materialize_writes_what_feast_materialize_writes(feast_workdir: Path, t
     from datetime import UTC, datetime
 
     theirs = tmp_path / "feast_path"
-    shutil.copytree(S.data_dir(feast_workdir), S.data_dir(theirs), ignore=shutil.ignore_patterns("*.db"))
-    S.render_repo(theirs)
-    S.apply(theirs)
+    shutil.copytree(fs.data_dir(feast_workdir), fs.data_dir(theirs), ignore=shutil.ignore_patterns("*.db"))
+    fs.render_repo(theirs)
+    fs.apply(theirs)
     # the fixture materialized feast_workdir up to its build time; every row is older than that
-    S.open_store(theirs).materialize(start_date=S.EPOCH, end_date=datetime.now(UTC))
+    fs.open_store(theirs).materialize(start_date=fs.EPOCH, end_date=datetime.now(UTC))
 
     def rows(workdir: Path, table: str) -> list[tuple]:
         """Every (entity, feature, value, text, event time) of one online table, sorted."""
-        with sqlite3.connect(S.online_store_file(workdir)) as conn:
+        with sqlite3.connect(fs.online_store_file(workdir)) as conn:
             sql = f'SELECT entity_key, feature_name, value, value_text, event_ts FROM "{table}"'
             return sorted(conn.execute(sql).fetchall())
 
-    for table in S.online_tables():
+    for table in fs.online_tables():
         ours = rows(feast_workdir, table)
         assert ours and ours == rows(theirs, table), table
 
 
 def test_activity_statistics_match_a_brute_force_count(feast_workdir: Path, tiny_logs: Path) -> None:
     """user_activity rows count exactly the source behaviours strictly before each snapshot."""
-    stats = pq.read_table(S.data_dir(feast_workdir) / USER_ACTIVITY_FILE).to_pandas()
+    stats = pq.read_table(fs.data_dir(feast_workdir) / USER_ACTIVITY_FILE).to_pandas()
     snaps = pq.read_table(
-        S.data_dir(feast_workdir) / USER_SEQUENCES_FILE, columns=[C.USER_ID, C.SNAPSHOT_TIME]
+        fs.data_dir(feast_workdir) / USER_SEQUENCES_FILE, columns=[C.USER_ID, C.SNAPSHOT_TIME]
     )
     assert stats[[C.USER_ID, C.SNAPSHOT_TIME]].equals(snaps.to_pandas())  # same (user, day) keys
     beh = io.read_table(tiny_logs, C.BEHAVIORS).to_pandas()
@@ -267,11 +268,11 @@ def test_redis_online_store_incremental(
 ) -> None:
     """--online redis: same answers as SQLite; materialize resumes where the previous window ended."""
     workdir = tmp_path / "redis_store"
-    S.build(tiny_logs, workdir, online=S.OnlineConfig(kind=S.ONLINE_REDIS, redis_url=redis_url))
+    fs.build(tiny_logs, workdir, online=fs.OnlineConfig(kind=fs.ONLINE_REDIS, redis_url=redis_url))
     from features.feature_repo.pipelined_redis import STORE_TYPE as REDIS_TYPE
 
-    assert f"type: {REDIS_TYPE}" in (S.repo_dir(workdir) / S.YAML_NAME).read_text()
-    S.apply(workdir)
+    assert f"type: {REDIS_TYPE}" in (fs.repo_dir(workdir) / fs.YAML_NAME).read_text()
+    fs.apply(workdir)
     cut = pd.Timestamp("2026-09-05", tz="UTC")
     first = materialize.materialize(workdir, cut.to_pydatetime())
     users = _some_users(workdir, 15)
@@ -292,16 +293,16 @@ def test_materialize_only_some_views(feast_workdir: Path, tmp_path: Path) -> Non
     import shutil
 
     work = tmp_path / "some"
-    shutil.copytree(S.data_dir(feast_workdir), S.data_dir(work), ignore=shutil.ignore_patterns("*.db"))
-    S.render_repo(work)
-    S.apply(work)
+    shutil.copytree(fs.data_dir(feast_workdir), fs.data_dir(work), ignore=shutil.ignore_patterns("*.db"))
+    fs.render_repo(work)
+    fs.apply(work)
     result = materialize.materialize(work, views=[USER_PACKED, DOMAIN_FEATURES])
     assert set(result.rows) == {USER_PACKED, DOMAIN_FEATURES} and result.rows[USER_PACKED] > 0
     users = _some_users(feast_workdir, 5)
     assert online.packed_sequences(work, users) == online.packed_sequences(feast_workdir, users)
     later = materialize.materialize(work)  # the rest follow; the packed view resumes after its own window
     assert later.rows[USER_PACKED] == 0 and later.rows[USER_SEQUENCES] == result.rows[USER_PACKED]
-    with pytest.raises(S.FeatureStoreError, match=r"no feature view\(s\) \['nope'\]"):
+    with pytest.raises(fs.FeatureStoreError, match=r"no feature view\(s\) \['nope'\]"):
         materialize.materialize(work, views=["nope"])
 
 
@@ -315,13 +316,13 @@ def test_redis_push_equals_sqlite_push(redis_url: str, tiny_logs: Path, tmp_path
     day = sorted({p.dt for p in io.data_partitions(tiny_logs, C.BEHAVIORS)})[-1]
     midnight = datetime.fromisoformat(day).replace(tzinfo=UTC)
     stores = {
-        "sqlite": S.OnlineConfig(),
-        "redis": S.OnlineConfig(kind=S.ONLINE_REDIS, redis_url=redis_url.rsplit("/", 1)[0] + "/1"),
+        "sqlite": fs.OnlineConfig(),
+        "redis": fs.OnlineConfig(kind=fs.ONLINE_REDIS, redis_url=redis_url.rsplit("/", 1)[0] + "/1"),
     }
     results = {}
     for name, config in stores.items():
-        S.build(tiny_logs, tmp_path / name, online=config)
-        S.apply(tmp_path / name)
+        fs.build(tiny_logs, tmp_path / name, online=config)
+        fs.apply(tmp_path / name)
         materialize.materialize(tmp_path / name, midnight)
         results[name] = push(tiny_logs, day, tmp_path / name)
     assert results["redis"].changed == results["sqlite"].changed > 0
@@ -342,15 +343,15 @@ def test_moved_workdir_uses_its_own_registry_and_online_store(
     (resolved against the repo, not the current directory) and serves the same online features."""
     import shutil
 
-    yaml = (S.repo_dir(feast_workdir) / S.YAML_NAME).read_text()
-    assert str(feast_workdir) not in yaml and f"sqlite:///{S.DATA_DIRNAME}/{S.REGISTRY_FILE}" in yaml
+    yaml = (fs.repo_dir(feast_workdir) / fs.YAML_NAME).read_text()
+    assert str(feast_workdir) not in yaml and f"sqlite:///{fs.DATA_DIRNAME}/{fs.REGISTRY_FILE}" in yaml
     first, moved = tmp_path / "first", tmp_path / "elsewhere" / "moved"
     shutil.copytree(feast_workdir, first)
     moved.parent.mkdir()
     first.rename(moved)
     monkeypatch.chdir(tmp_path)  # a relative sqlite path must not resolve against the cwd
-    store = S.open_store(moved)
-    assert store.config.registry.path == f"sqlite:///{S.data_dir(moved) / S.REGISTRY_FILE}"
+    store = fs.open_store(moved)
+    assert store.config.registry.path == f"sqlite:///{fs.data_dir(moved) / fs.REGISTRY_FILE}"
     assert {v.name for v in store.list_feature_views()} == {
         USER_SEQUENCES, USER_ACTIVITY, USER_PACKED, ITEM_SIDE_INFO, DOMAIN_FEATURES
     }
@@ -358,7 +359,7 @@ def test_moved_workdir_uses_its_own_registry_and_online_store(
     got = online.online_features(store, users, "fashion_feed")
     want = online.online_features(feast_workdir, users, "fashion_feed")
     pd.testing.assert_frame_equal(got, want)
-    assert not first.exists() and not (tmp_path / S.DATA_DIRNAME).exists(), "no db created elsewhere"
+    assert not first.exists() and not (tmp_path / fs.DATA_DIRNAME).exists(), "no db created elsewhere"
 
 
 def test_latest_rows_equal_feasts_pull(feast_workdir: Path) -> None:
@@ -366,10 +367,10 @@ def test_latest_rows_equal_feasts_pull(feast_workdir: Path) -> None:
     window that cuts the history."""
     from datetime import UTC, datetime
 
-    store = S.open_store(feast_workdir)
+    store = fs.open_store(feast_workdir)
     provider = store._get_provider()
     cut = (datetime(2026, 9, 3, tzinfo=UTC), datetime(2026, 9, 6, tzinfo=UTC))
-    windows = [(S.EPOCH, datetime.now(UTC)), cut]
+    windows = [(fs.EPOCH, datetime.now(UTC)), cut]
     for view in store.list_feature_views():
         src, keys = view.batch_source, [e.name for e in view.entity_columns]
         names = [f.name for f in view.features]

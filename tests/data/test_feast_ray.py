@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from dacdr.cli import app
 from features import contract as C
 from features import io, online
-from features import store as S
+from features import store as fs
 
 
 def test_store_on_ray_serves_what_the_local_store_serves(
@@ -47,11 +47,11 @@ def test_store_on_ray_serves_what_the_local_store_serves(
     imps = io.read_table(tiny_logs, C.IMPRESSIONS).to_pandas().sample(300, random_state=0)
     entity = pd.DataFrame({C.USER_ID: imps[C.USER_ID], "event_timestamp": imps[C.EVENT_TIME].dt.floor("D")})
     entity = entity.drop_duplicates(ignore_index=True)
-    view = S.open_store(feast_workdir).get_feature_view(USER_ACTIVITY)
+    view = fs.open_store(feast_workdir).get_feature_view(USER_ACTIVITY)
     refs = [f"{USER_ACTIVITY}:{f.name}" for f in view.features]
     keys = [C.USER_ID, "event_timestamp"]
     got = {}
-    for name, store in (("duckdb", S.open_store(feast_workdir)), ("ray", open_ray_store(workdir))):
+    for name, store in (("duckdb", fs.open_store(feast_workdir)), ("ray", open_ray_store(workdir))):
         frame = store.get_historical_features(entity_df=entity, features=refs).to_df()
         got[name] = frame.sort_values(keys, ignore_index=True)[[*keys, *(f.name for f in view.features)]]
     assert got["duckdb"]["n_click"].notna().sum() > 0

@@ -11,7 +11,7 @@ import pytest
 
 from features import contract as C
 from features import online
-from features import store as S
+from features import store as fs
 from features.feature_repo.sources import USER_PACKED_FILE, USER_SEQUENCES_FILE
 from features.feature_repo.views import PACKED_SEQUENCES
 from features.packed import PackError, pack, unpack, unpack_padded
@@ -20,7 +20,7 @@ from features.sequences import empty_sequences, sequence_columns
 
 def _snapshots(workdir: Path) -> pa.Table:
     """The store's sequence snapshots (user_id, snapshot_time, seq_* columns)."""
-    return pq.read_table(S.data_dir(workdir) / USER_SEQUENCES_FILE)
+    return pq.read_table(fs.data_dir(workdir) / USER_SEQUENCES_FILE)
 
 
 def test_pack_then_unpack_is_the_identity(feast_workdir: Path) -> None:
@@ -31,7 +31,7 @@ def test_pack_then_unpack_is_the_identity(feast_workdir: Path) -> None:
     blobs = pack(seqs)
     assert unpack(blobs).to_pylist() == seqs.to_pylist()
     assert unpack([None, b""]).to_pylist() == empty_sequences(2).to_pylist()
-    built = pq.read_table(S.data_dir(feast_workdir) / USER_PACKED_FILE)  # what build() wrote
+    built = pq.read_table(fs.data_dir(feast_workdir) / USER_PACKED_FILE)  # what build() wrote
     assert built.column(PACKED_SEQUENCES).to_pylist() == blobs.to_pylist()[: snaps.num_rows]
 
 

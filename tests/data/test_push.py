@@ -15,7 +15,7 @@ import pytest
 
 from features import contract as C
 from features import io, materialize, online
-from features import store as S
+from features import store as fs
 from features.packed import unpack
 from features.push import day_behaviors, push
 from features.sequences import merge_sequences, sequence_columns, sequence_snapshots
@@ -35,10 +35,10 @@ def _latest(snaps: pa.Table) -> pa.Table:
 
 def _online_rows(workdir: Path) -> dict[str, list[tuple]]:
     """Every row of every online table, sorted (to compare whole stores)."""
-    with sqlite3.connect(S.online_store_file(workdir)) as conn:
+    with sqlite3.connect(fs.online_store_file(workdir)) as conn:
         return {
             t: sorted(conn.execute(f'SELECT entity_key, feature_name, value, event_ts FROM "{t}"').fetchall())
-            for t in S.online_tables()
+            for t in fs.online_tables()
         }
 
 
@@ -73,9 +73,9 @@ def test_push_then_replay_and_feasts_own_push(feast_workdir: Path, tiny_logs: Pa
     FeatureStore.push of the same rows through the push sources leaves the same online store."""
     ours, feasts = tmp_path / "ours", tmp_path / "feasts"
     for dst in (ours, feasts):
-        shutil.copytree(S.data_dir(feast_workdir), S.data_dir(dst), ignore=shutil.ignore_patterns("*.db"))
-        S.render_repo(dst)
-        S.apply(dst)
+        shutil.copytree(fs.data_dir(feast_workdir), fs.data_dir(dst), ignore=shutil.ignore_patterns("*.db"))
+        fs.render_repo(dst)
+        fs.apply(dst)
     day = _days(tiny_logs)[-1]
     midnight = datetime.fromisoformat(day).replace(tzinfo=UTC)
     for dst in (ours, feasts):
@@ -107,7 +107,7 @@ def test_push_then_replay_and_feasts_own_push(feast_workdir: Path, tiny_logs: Pa
     from features.feature_repo.views import USER_PACKED, USER_SEQUENCES
 
     held = want.column(C.USER_ID).to_pylist()  # users with source behaviour: rows exist for them
-    store = S.open_store(feasts)
+    store = fs.open_store(feasts)
     for view, source in ((USER_SEQUENCES, USER_SEQUENCES_PUSH), (USER_PACKED, USER_PACKED_PUSH)):
         store.push(source, _rows_of(ours, view, held), to=PushMode.ONLINE)
     assert _online_rows(feasts) == state
@@ -115,7 +115,7 @@ def test_push_then_replay_and_feasts_own_push(feast_workdir: Path, tiny_logs: Pa
 
 def _rows_of(workdir: Path, view: str, users: list[int]) -> pd.DataFrame:
     """`view`'s online rows of `users` with their event timestamps, read back through Feast."""
-    store = S.open_store(workdir)
+    store = fs.open_store(workdir)
     names = [f.name for f in store.get_feature_view(view).features]
     got = store.get_online_features(
         features=[f"{view}:{n}" for n in names], entity_rows={C.USER_ID: users}

@@ -18,14 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from features import contract as C
-from features import io
-from features import suites as S
+from features import io, suites
 from features.validation import REASON, ValidationConfig, ValidationFailed, validate_day
 from tests.data import bad_batches as BB
 
 FAST = ValidationConfig(data_docs=False)  # Data Docs are checked once, in test_good_day
-ROW_FAULTS = [f for f in BB.FAULTS if f.level == S.ROW]
-TABLE_FAULTS = [f for f in BB.FAULTS if f.level == S.TABLE]
+ROW_FAULTS = [f for f in BB.FAULTS if f.level == suites.ROW]
+TABLE_FAULTS = [f for f in BB.FAULTS if f.level == suites.TABLE]
 HISTORY_DAYS = 3
 
 
@@ -183,9 +182,9 @@ def test_count_bounds_are_configurable(
     shutil.copytree(history[0], logs)
     shutil.copytree(history[1], out)
     next(f for f in BB.FAULTS if f.name == "count_spike").apply(logs, good)
-    with pytest.raises(ValidationFailed, match=S.ROW_COUNT_IN_BOUNDS):
+    with pytest.raises(ValidationFailed, match=suites.ROW_COUNT_IN_BOUNDS):
         validate_day(logs, BB.DT, out, now=BB.NOW, config=FAST)
-    wide = ValidationConfig(S.CountBounds(high=10.0), data_docs=False)
+    wide = ValidationConfig(suites.CountBounds(high=10.0), data_docs=False)
     summary = validate_day(logs, BB.DT, out, now=BB.NOW, config=wide)
     assert summary.tables[C.IMPRESSIONS].row_count_limits == (40, 2000)  # median 200 rows
     assert summary.tables[C.IMPRESSIONS].accepted == 1200
@@ -193,9 +192,9 @@ def test_count_bounds_are_configurable(
 
 def test_limits_from_history() -> None:
     """count_limits uses the median of the last `window` days, and no upper bound without history."""
-    bounds = S.CountBounds(low=0.5, high=2.0, window=3)
-    assert S.count_limits([], bounds) == (1, None)
-    assert S.count_limits([1000, 10, 20, 30], bounds) == (10, 40)
+    bounds = suites.CountBounds(low=0.5, high=2.0, window=3)
+    assert suites.count_limits([], bounds) == (1, None)
+    assert suites.count_limits([1000, 10, 20, 30], bounds) == (10, 40)
 
 
 def test_bad_dt_is_rejected(tmp_path: Path) -> None:
@@ -220,7 +219,7 @@ def test_cli_exit_codes(tmp_path: Path, good: dict[str, pa.Table]) -> None:
     next(f for f in BB.FAULTS if f.name == "missing_column").apply(logs, good)
     bad = CliRunner().invoke(app, args)
     assert bad.exit_code == 1
-    assert S.COLUMNS_MATCH_CONTRACT in bad.output and "FAILED" in bad.output
+    assert suites.COLUMNS_MATCH_CONTRACT in bad.output and "FAILED" in bad.output
 
 
 def test_tiny_preset_days_validate(tiny_logs: Path, tmp_path: Path) -> None:
@@ -241,8 +240,8 @@ def test_tiny_preset_days_validate(tiny_logs: Path, tmp_path: Path) -> None:
 def test_unique_rule_keeps_first_eligible_copy() -> None:
     """Uniqueness keeps each key's first copy among rows passing the other rules; others fail."""
     tbl = pa.table({C.REQUEST_ID: ["a", "a", "b", "a", "b", "c"], C.ITEM_ID: [1, 1, 1, 2, 1, 1]})
-    rule = next(r for r in S.row_rules(C.IMPRESSIONS) if r.name == "unique_request_item")
-    ctx = S.RuleContext(dt=BB.DT, day_start=BB.DAY_START, day_end=BB.DAY_START, now=BB.NOW)
+    rule = next(r for r in suites.row_rules(C.IMPRESSIONS) if r.name == "unique_request_item")
+    ctx = suites.RuleContext(dt=BB.DT, day_start=BB.DAY_START, day_end=BB.DAY_START, now=BB.NOW)
     assert rule.check(tbl, ctx).tolist() == [True, False, True, True, False, True]
     # row 0 fails another rule: row 1 becomes the kept copy, row 0 is not blamed as a duplicate
     passed = np.array([False, True, True, True, True, True])
@@ -255,10 +254,10 @@ def test_gx_suite_has_one_expectation_per_rule() -> None:
     import great_expectations as gx
 
     gx.get_context(mode="ephemeral")  # GX suites are built inside an active context
-    rules = S.row_rules(C.IMPRESSIONS)
-    suite = S.build_suite(C.IMPRESSIONS, rules, (10, 50))
-    names = [e.meta[S.META_RULE] for e in suite.expectations]
-    assert names == [r.name for r in rules] + [S.ROW_COUNT_IN_BOUNDS]
+    rules = suites.row_rules(C.IMPRESSIONS)
+    suite = suites.build_suite(C.IMPRESSIONS, rules, (10, 50))
+    names = [e.meta[suites.META_RULE] for e in suite.expectations]
+    assert names == [r.name for r in rules] + [suites.ROW_COUNT_IN_BOUNDS]
     assert len(set(names)) == len(names)
 
 
@@ -309,12 +308,12 @@ def test_gx_expectations_read_the_data_columns() -> None:
     import great_expectations as gx
 
     gx.get_context(mode="ephemeral")
-    ctx = S.RuleContext(
+    ctx = suites.RuleContext(
         dt=BB.DT, day_start=BB.DAY_START, day_end=BB.DAY_START + timedelta(days=1), now=BB.NOW,
         domain_tasks={"tgt_movies": C.TASK_CTR}, domain_roles={"tgt_movies": C.ROLE_TARGET},
     )
-    suite = S.build_suite(C.IMPRESSIONS, S.row_rules(C.IMPRESSIONS), None, ctx)
-    by_rule = {e.meta[S.META_RULE]: e for e in suite.expectations}
+    suite = suites.build_suite(C.IMPRESSIONS, suites.row_rules(C.IMPRESSIONS), None, ctx)
+    by_rule = {e.meta[suites.META_RULE]: e for e in suite.expectations}
     assert type(by_rule["not_null:user_id"]).__name__ == "ExpectColumnValuesToNotBeNull"
     assert by_rule["not_null:user_id"].column == C.USER_ID
     assert by_rule["domain_known"].value_set == ["tgt_movies"]
@@ -323,7 +322,7 @@ def test_gx_expectations_read_the_data_columns() -> None:
     assert label_ctr.column == "label_ctr_binary" and not label_ctr.row_condition
     assert type(by_rule["unique_request_item"]).__name__ == "ExpectCompoundColumnsToBeUnique"
     computed = {n for n, e in by_rule.items() if type(e).__name__ == "ExpectColumnMaxToBeBetween"}
-    assert computed == {r.name for r in S.row_rules(C.IMPRESSIONS) if r.gx is None}
+    assert computed == {r.name for r in suites.row_rules(C.IMPRESSIONS) if r.gx is None}
     assert len(computed) < len(by_rule) / 2
 
 
@@ -333,14 +332,14 @@ def test_gx_and_mask_disagreeing_stops_the_run(
     """A mask that misses rows GX finds is a RuntimeError, never a silent pass."""
     logs = BB.write_good_landing(tmp_path / "logs")
     next(f for f in ROW_FAULTS if f.name == "unknown_domain").apply(logs, good)
-    real = S.row_rules
+    real = suites.row_rules
 
-    def broken(table: str) -> list[S.RowRule]:
+    def broken(table: str) -> list[suites.RowRule]:
         """The real rules, with domain_known's mask passing every row."""
         return [replace(r, check=lambda tbl, ctx: np.ones(tbl.num_rows, bool)) if r.name == "domain_known"
                 else r for r in real(table)]
 
-    monkeypatch.setattr(S, "row_rules", broken)
+    monkeypatch.setattr(suites, "row_rules", broken)
     disagree = "domain_known: GX success=False unexpected=1 but the mask fails 0"
     with pytest.raises(RuntimeError, match=disagree):
         validate_day(logs, BB.DT, tmp_path / "out", now=BB.NOW, config=FAST)

@@ -22,14 +22,14 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
+from bento.launch import start_bento
+from dacdr.processes import stop_group
 from tests.serving.conftest import (  # noqa: F401  # session fixtures shared with the serving tests
     Served,
     served,
     serving_domain,
     serving_env,
     serving_feast,
-    start_bento,
-    stop_bento,
 )
 
 EXIT_WITHIN_S = 120  # a restart loop never exits: the test would fail here
@@ -65,7 +65,7 @@ def assert_exits_with_one_line(bento: str, env: dict[str, str], log: Path) -> st
     try:
         proc.wait(timeout=EXIT_WITHIN_S)
     except Exception:
-        stop_bento(proc)
+        stop_group(proc)
         raise AssertionError(f"still running after {EXIT_WITHIN_S}s:\n{log.read_text()[-3000:]}") from None
     elapsed = time.monotonic() - t0
     output = log.read_text()
@@ -211,7 +211,7 @@ class RedisProcess:
 @pytest.fixture(scope="module")
 def redis_server(redis_binary: str) -> Iterator[RedisProcess]:
     """A redis-server this module may kill and restart on the same port."""
-    from tests.serving.conftest import free_port
+    from dacdr.processes import free_port
 
     server = RedisProcess(redis_binary, free_port())
     server.start()

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dacdr.cli import app
-from features import store as S
+from features import store as fs
 
 # every character that could end a YAML scalar or start a substitution, but no comma (Feast splits on it)
 NASTY = 's3cr"et\'${HOME}#: x\\'
@@ -38,8 +38,8 @@ def test_password_is_a_reference_in_an_owner_only_file(
     loader substitutes it back exactly, and the file parses."""
     from feast.repo_config import load_repo_config
 
-    monkeypatch.setenv(S.PASSWORD_ENV, NASTY)
-    path = S.write_store_yaml(tmp_path / "repo", S.OnlineConfig(kind=S.ONLINE_REDIS, redis_url=URL))
+    monkeypatch.setenv(fs.PASSWORD_ENV, NASTY)
+    path = fs.write_store_yaml(tmp_path / "repo", fs.OnlineConfig(kind=fs.ONLINE_REDIS, redis_url=URL))
     text = path.read_text()
     assert "s3cr" not in text and "${REDIS_PASSWORD}" in text
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -49,8 +49,8 @@ def test_password_is_a_reference_in_an_owner_only_file(
 
 def test_no_password_no_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without $REDIS_PASSWORD the connection string has no password part (a passwordless Redis)."""
-    monkeypatch.delenv(S.PASSWORD_ENV, raising=False)
-    path = S.write_store_yaml(tmp_path / "repo", S.OnlineConfig(kind=S.ONLINE_REDIS, redis_url=URL))
+    monkeypatch.delenv(fs.PASSWORD_ENV, raising=False)
+    path = fs.write_store_yaml(tmp_path / "repo", fs.OnlineConfig(kind=fs.ONLINE_REDIS, redis_url=URL))
     assert "password" not in path.read_text()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
@@ -75,7 +75,7 @@ def test_password_feast_cannot_carry_is_refused_without_echo(
 ) -> None:
     """Feast splits its connection string on commas and JSON-decodes values: such a password is refused,
     by name of the variable, not by value."""
-    monkeypatch.setenv(S.PASSWORD_ENV, password)
+    monkeypatch.setenv(fs.PASSWORD_ENV, password)
     res = CliRunner().invoke(app, _build_args(tmp_path, URL))
     line = _error_line(res)
     assert "$REDIS_PASSWORD" in line and password not in line.split("$REDIS_PASSWORD", 1)[1], line
@@ -91,9 +91,9 @@ def test_password_feast_cannot_carry_is_refused_without_echo(
 @pytest.mark.parametrize("command", ["apply", "materialize"])
 def test_broken_store_yaml_is_one_line(command: str, yaml_text: str, tmp_path: Path) -> None:
     """A hand-broken feature_store.yaml: one `error:` line naming the file's problem, never its text."""
-    repo = S.repo_dir(tmp_path)
+    repo = fs.repo_dir(tmp_path)
     repo.mkdir(parents=True)
-    (repo / S.YAML_NAME).write_text(yaml_text)
+    (repo / fs.YAML_NAME).write_text(yaml_text)
     res = CliRunner().invoke(app, ["features", command, "--workdir", str(tmp_path)])
     line = _error_line(res)
     assert "feature_store.yaml" in line and 'a"b' not in line, line

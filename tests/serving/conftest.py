@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dacdr.processes import stop_group
+from bento.launch import served_bento
 
 STARTUP_TIMEOUT_S = 240
 
@@ -55,13 +53,6 @@ def serving_env(home: Path, feast: Path) -> dict[str, str]:
         "BENTOML_DO_NOT_TRACK": "true",
         ENV_FEAST_REPO: str(feast),
     }
-
-
-def free_port() -> int:
-    """A currently free loopback TCP port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_cli(args: list[str], env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess[str]:
@@ -148,46 +139,10 @@ class Server:
     log: Path
 
 
-def start_bento(bento: str, env: dict[str, str], log: Path) -> tuple[str, subprocess.Popen]:
-    """Start `bentoml serve BENTO` on a free loopback port in its own process group: (url, process)."""
-    port = free_port()
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return f"http://127.0.0.1:{port}", proc
-
-
-def stop_bento(proc: subprocess.Popen) -> None:
-    """Stop a server's process group (arbiter + workers)."""
-    stop_group(proc)
-
-
 @contextmanager
 def serve_bento(
     bento: str, env: dict[str, str], log: Path, timeout: float = STARTUP_TIMEOUT_S
 ) -> Iterator[Server]:
     """A served Bento, ready (/readyz 200) before it is yielded, stopped afterwards."""
-    import httpx
-
-    url, proc = start_bento(bento, env, log)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"bentoml serve exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"service not ready after {timeout}s:\n{log.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
+    with served_bento(bento, env, log, timeout) as (url, proc):
         yield Server(url=url, proc=proc, log=log)
-    finally:
-        stop_bento(proc)

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serving.conftest import Served, free_port, serving_env
+from dacdr.processes import free_port
+from tests.serving.conftest import Served, serving_env
 
 FAIL_FAST_TIMEOUT_S = 180
 
