@@ -187,7 +187,7 @@ def _csv_garbage_cells(root: Path, good: dict[str, pa.Table]) -> list[int]:
     """Impressions as CSV with text in an id and a time column: those rows are quarantined."""
     df = good[C.IMPRESSIONS].to_pandas()
     df[C.USER_ID] = df[C.USER_ID].astype(str)
-    df[C.EVENT_TIME] = df[C.EVENT_TIME].dt.strftime("%Y-%m-%dT%H:%M:%suites.%fZ")
+    df[C.EVENT_TIME] = df[C.EVENT_TIME].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     df.loc[[2, 7], C.USER_ID] = ["abc", "1.5"]
     df.loc[[11], C.EVENT_TIME] = ["yesterday-ish"]
     _path(root, C.IMPRESSIONS).unlink()
