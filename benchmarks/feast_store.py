@@ -17,7 +17,6 @@ import argparse
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dacdr.processes import free_port
+
 
 @dataclass
 class Figures:
@@ -35,13 +36,6 @@ class Figures:
     what: str
     value: float
     unit: str
-
-
-def _free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _clone(src: Path, dst: Path, online_kind: str, redis_url: str | None) -> None:
@@ -208,7 +202,7 @@ def main() -> None:
         if binary is None:
             print("redis-server not installed (apt-get install redis-server); skipping Redis")
         else:
-            port = _free_port()
+            port = free_port()
             redis_proc = subprocess.Popen(
                 [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                 stdout=subprocess.DEVNULL,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,12 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def free_port() -> int:
-    """A free loopback TCP port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from dacdr.processes import free_port
 
 
 def measure(logs: Path, workdir: Path, max_len: int) -> tuple[int, int, int]:

@@ -24,12 +24,13 @@ from serving import (  # noqa: E402  # the sibling benchmark's helpers
     add_prepare_args,
     drive,
     floor,
-    free_port,
     prepared,
     start_server,
     stop_server,
     workload,
 )
+
+from dacdr.processes import free_port  # noqa: E402
 
 
 def rows_on_disk(root: Path) -> int:

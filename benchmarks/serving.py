@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dacdr.processes import free_port, stop_group  # noqa: F401  # free_port: sibling benchmarks
+from dacdr.processes import free_port, stop_group
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -31,8 +31,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from served_log import rows_on_disk  # noqa: E402  # the sibling benchmarks' helpers
-from serving import add_prepare_args, free_port, prepared, start_server, stop_server, workload  # noqa: E402
+from serving import add_prepare_args, prepared, start_server, stop_server, workload  # noqa: E402
 from soak_judge import Log, Reference, judge  # noqa: E402
+
+from dacdr.processes import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FAIL_FAST_S = 1.0  # the target: every failed request fails within this

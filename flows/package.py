@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.common import Layout, retry_transient, use_bentoml_home
 from flows.run_logs import configure_run_logs
-from models.run_dir import BEST as CHECKPOINT_FILE
+from models.run_dir import BEST
 
 
 def _sha256(path: Path) -> str:
@@ -33,13 +33,13 @@ def stored_model_of(run: Path, domain: str) -> str | None:
 
     from bento.names import model_name
 
-    digest = _sha256(run / CHECKPOINT_FILE)
+    digest = _sha256(run / BEST)
     try:
         models = bentoml.models.list(model_name(domain))
     except NotFound:  # no version of this domain's model yet
         return None
     for model in models:
-        stored = Path(model.path_of(CHECKPOINT_FILE))
+        stored = Path(model.path_of(BEST))
         if stored.is_file() and _sha256(stored) == digest:
             return str(model.tag)
     return None
@@ -102,7 +102,7 @@ def popularity_model_task(workdir: str, domain: str, dataset: str) -> str:
     layout = Layout.of(workdir)
     use_bentoml_home(layout)
     run = layout.root / "runs" / f"popularity_{domain}"
-    stored = stored_model_of(run, domain) if (run / CHECKPOINT_FILE).is_file() else None
+    stored = stored_model_of(run, domain) if (run / BEST).is_file() else None
     if stored is not None:
         return stored
     train(Path(dataset), run, model="popularity", device="cpu", progress=False)
